@@ -1,0 +1,64 @@
+// The router's published decision: which backend is active, under which epoch, and why
+// every other backend is not. Immutable once published; sessions read it without locks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.hpp"
+
+namespace pgf::router {
+
+// Why a backend can or cannot take new work: the most decisive reason only.
+enum class route_status {
+  eligible,
+  disabled,   // by an operator
+  unknown,    // not probed yet
+  down,       // probes fail
+  role,       // standby or primary where target_session_attrs wants the other
+  read_only,  // default_transaction_read_only = on under read-write
+  not_ready,  // its ready_query did not return true
+  fenced,     // usable, but it missed writes made elsewhere
+  promoting,  // a standby whose promotion was requested and has not finished
+  removed,    // no longer in the configuration
+};
+
+// "eligible", "disabled", "unknown", "down", "role", "read_only", "not_ready", "fenced",
+// "promoting", "removed": log fields, event texts and switch reasons use these words.
+const char* to_string(route_status status);
+
+struct backend_route_state {
+  std::string name;
+  bool eligible = false;
+  bool fenced = false;
+  bool disabled = false;  // taken out of routing by an operator
+  route_status status = route_status::unknown;
+  std::string why_not;  // empty when eligible: "down: connection refused", "fenced: ...", ...
+};
+
+struct routing_view {
+  std::uint64_t generation = 0;       // grows with every publication
+  std::uint64_t epoch = 0;            // grows with every switch of the active backend
+  std::optional<std::size_t> active;  // index into cfg->backends and backends
+  bool deciding = false;              // the router has not made its first choice yet (startup_wait)
+  bool paused = false;                // new work is held (operator pause or a switchover's drain)
+  // The switch that started this epoch: a short word ("down", "failback", "switchover",
+  // ...) and the same in words. Empty when no switch happened since start.
+  std::string switch_reason;
+  std::string switch_detail;
+  std::shared_ptr<const config::config> cfg;
+  std::vector<backend_route_state> backends;  // same order as cfg->backends
+
+  const config::backend_config* active_backend() const {
+    return active ? &cfg->backends[*active] : nullptr;
+  }
+  // One line per backend saying why it cannot take new work: the 57P03 detail.
+  std::string unavailable_detail() const;
+};
+
+using routing_view_ptr = std::shared_ptr<const routing_view>;
+
+}  // namespace pgf::router

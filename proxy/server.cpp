@@ -1,0 +1,170 @@
+// Server: start-up, signals and the graceful shutdown sequence.
+#include "proxy/server.hpp"
+
+#include <sys/resource.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include "health/checker.hpp"
+#include "protocol/constants.hpp"
+#include "proxy/context.hpp"
+#include "proxy/listener/listener.hpp"
+#include "proxy/router/probe_targets.hpp"
+#include "proxy/router/router.hpp"
+#include "proxy/session/session.hpp"
+#include "proxy/worker.hpp"
+
+namespace pgf {
+
+namespace net = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Each client costs a client and a server descriptor; keep some for listeners and probes.
+void raise_file_limit(std::uint32_t max_clients) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  auto needed = rlim_t{max_clients} * 2 + 64;
+  if (limit.rlim_cur < needed) {
+    spdlog::warn("file_limit_low limit={} needed={} max_client_connections={}", limit.rlim_cur,
+                 needed, max_clients);
+  }
+}
+
+}  // namespace
+
+struct server::impl {
+  explicit impl(config::config c)
+      : cfg(std::make_shared<const config::config>(std::move(c))),
+        router(control, cfg, cfg->proxy.state_file),
+        ctx(cfg, router),
+        listener(control, ctx, workers),
+        checker(router::probe_targets(*cfg), router::check_settings(cfg->health),
+                [this](health::health_view_ptr view) { router.on_health(std::move(view)); }) {}
+
+  net::awaitable<void> wait_for_signals();
+  net::awaitable<void> shut_down();
+  net::awaitable<bool> wait_for_sessions(std::chrono::milliseconds limit);
+  void for_each_session(std::function<void(session::session&)> fn);
+
+  // Workers outlive the control loop: an accept pending on it holds a socket of theirs.
+  std::vector<std::unique_ptr<worker>> workers;
+  net::io_context control{1};
+  std::shared_ptr<const config::config> cfg;
+  router::router router;
+  proxy_context ctx;
+  listener::listener listener;
+  // Declared after the router: it is destroyed (and its thread joined) first, so it never
+  // reports to a router that is gone.
+  health::checker checker;
+  bool stop_now = false;  // a second signal: skip the wait for sessions
+};
+
+server::server(config::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+server::~server() = default;
+
+int server::run() {
+  auto& m = *impl_;
+  raise_file_limit(m.cfg->proxy.max_client_connections);
+  for (unsigned i = 0; i < m.cfg->proxy.workers; ++i) {
+    m.workers.push_back(std::make_unique<worker>(i));
+  }
+  m.listener.open(m.cfg->proxy);
+  // Every new routing view wakes the sessions waiting for a backend, on their own threads.
+  m.router.subscribe([&m](const router::routing_view_ptr&) {
+    for (auto& w : m.workers) {
+      net::post(w->io(), [&w] { w->notify_route_changed(); });
+    }
+  });
+  for (auto& w : m.workers) {
+    w->start();
+  }
+  m.router.start();
+  m.checker.start();
+  m.listener.start();
+  net::co_spawn(m.control, m.wait_for_signals(), net::detached);
+  spdlog::info("started workers={} backends={} pool_mode=session", m.workers.size(),
+               m.cfg->backends.size());
+
+  m.control.run();
+  m.checker.stop();
+  m.router.stop();
+  for (auto& w : m.workers) {
+    w->stop_and_join();
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+net::awaitable<void> server::impl::wait_for_signals() {
+  net::signal_set signals(control, SIGTERM, SIGINT);
+  auto [ec, signo] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
+  if (ec) {
+    co_return;
+  }
+  spdlog::info("shutdown_requested signal={} shutdown_timeout_ms={}", signo,
+               cfg->proxy.shutdown_timeout.count());
+  net::co_spawn(control, shut_down(), net::detached);
+
+  // A second signal cuts the wait for sessions short.
+  auto [ec2, signo2] = co_await signals.async_wait(net::as_tuple(net::use_awaitable));
+  if (!ec2) {
+    spdlog::info("shutdown_hurried signal={}", signo2);
+    stop_now = true;
+  }
+}
+
+void server::impl::for_each_session(std::function<void(session::session&)> fn) {
+  for (auto& w : workers) {
+    net::post(w->io(), [&w, fn] { w->for_each_session(fn); });
+  }
+}
+
+net::awaitable<bool> server::impl::wait_for_sessions(std::chrono::milliseconds limit) {
+  net::steady_timer tick(control);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (ctx.client_count.load() > 0 && std::chrono::steady_clock::now() < deadline &&
+         !stop_now) {
+    tick.expires_after(20ms);
+    co_await tick.async_wait(net::as_tuple(net::use_awaitable));
+  }
+  co_return ctx.client_count.load() == 0;
+}
+
+net::awaitable<void> server::impl::shut_down() {
+  ctx.shutting_down = true;
+  listener.close();
+
+  if (!co_await wait_for_sessions(cfg->proxy.shutdown_timeout)) {
+    spdlog::info("shutdown_closing_sessions clients={}", ctx.client_count.load());
+    for_each_session([](session::session& s) {
+      s.terminate(protocol::sqlstate::admin_shutdown,
+                  "terminating connection due to administrator command");
+    });
+    stop_now = false;
+    if (!co_await wait_for_sessions(2s)) {
+      // Clients that do not read their error are cut off.
+      for_each_session([](session::session& s) { s.abort(); });
+      co_await wait_for_sessions(1s);
+    }
+  }
+  control.stop();
+}
+
+}  // namespace pgf

@@ -1,0 +1,650 @@
+// Session mode: one client, one server connection, relayed until either side ends.
+#include "proxy/session/session.hpp"
+
+#include <cstring>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "protocol/constants.hpp"
+
+namespace pgf::session {
+
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+namespace proto = protocol;
+using tcp = net::ip::tcp;
+
+constexpr auto as_value = net::as_tuple(net::use_awaitable);
+// A client that does not read its FATAL error within this time is simply closed.
+constexpr auto error_write_timeout = std::chrono::seconds(5);
+// At most this many SSLRequest/GSSENCRequest packets before the StartupMessage.
+constexpr int max_negotiation_packets = 2;
+
+auto bound(net::cancellation_signal& signal) {
+  return net::bind_cancellation_slot(signal.slot(), as_value);
+}
+
+std::string describe_error(const boost::system::error_code& ec) {
+  if (ec == net::error::connection_refused) {
+    return "connection refused";
+  }
+  if (ec == net::error::connection_reset) {
+    return "connection reset";
+  }
+  if (ec == net::error::eof) {
+    return "server closed the connection";
+  }
+  return ec.message();
+}
+
+proto::byte_buffer fatal(const char* sqlstate, std::string_view message,
+                         std::string_view detail = {}) {
+  proto::byte_buffer out;
+  proto::append_error_response(
+      out, {.severity = "FATAL", .sqlstate = sqlstate, .message = message, .detail = detail, .hint = {}});
+  return out;
+}
+
+}  // namespace
+
+session::session(proxy_context& ctx, worker& w, stream_socket client, std::string peer)
+    : ctx_(ctx),
+      worker_(w),
+      id_(ctx.next_session_id.fetch_add(1, std::memory_order_relaxed)),
+      peer_(std::move(peer)),
+      started_(std::chrono::steady_clock::now()),
+      cfg_(ctx.cfg),
+      client_(std::move(client)),
+      server_(client_.get_executor()),
+      startup_timer_(client_.get_executor()),
+      connect_timer_(client_.get_executor()) {
+  ctx_.client_count.fetch_add(1, std::memory_order_relaxed);
+  registry_it_ = worker_.add(this);
+}
+
+session::~session() {
+  worker_.remove(registry_it_);
+  if (key_registered_) {
+    ctx_.cancels.detach(client_key_);
+  }
+  ctx_.client_count.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void session::start(proxy_context& ctx, worker& w, stream_socket client, std::string peer) {
+  auto s = std::make_shared<session>(ctx, w, std::move(client), std::move(peer));
+  net::co_spawn(w.io(), [s]() { return s->run(); }, [s](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("session_error {} error=\"{}\"", s->fields(), ex.what());
+    }
+  });
+}
+
+std::string session::fields() const {
+  auto out = fmt::format("session=c{} peer={}", id_, peer_);
+  if (const auto* user = startup_.find("user")) {
+    out += fmt::format(" db={} user={}", startup_.database(), *user);
+  }
+  if (!backend_name_.empty()) {
+    out += fmt::format(" backend={}", backend_name_);
+  }
+  return out;
+}
+
+net::awaitable<void> session::run() {
+  watch_startup();
+  // One co_await per statement: GCC 12 miscompiles co_await inside && and ||.
+  bool started = co_await read_first_packet();
+  if (started) {
+    started = co_await connect_backend();
+  }
+  if (started) {
+    co_await relay();
+  }
+  co_await finish();
+}
+
+// ---- first packets ----
+
+net::awaitable<bool> session::read_first_packet() {
+  for (int negotiations = 0;; ++negotiations) {
+    std::array<std::uint8_t, 4> prefix;
+    auto [ec, n] = co_await net::async_read(client_, net::buffer(prefix),
+                                            bound(client_read_cancel_));
+    if (ec) {
+      end_reason_ = stopping_ ? end_reason_ : "client closed before startup";
+      co_return false;
+    }
+
+    std::uint32_t length = 0;
+    std::string reason;
+    if (proto::decode_first_packet_length(prefix, length, reason) !=
+        proto::decode_status::complete) {
+      fail(proto::sqlstate::protocol_violation, "invalid startup packet: " + reason);
+      co_return false;
+    }
+    std::vector<std::uint8_t> packet(length);
+    std::memcpy(packet.data(), prefix.data(), prefix.size());
+    auto [ec2, n2] = co_await net::async_read(client_, net::buffer(packet.data() + 4, length - 4),
+                                              bound(client_read_cancel_));
+    if (ec2) {
+      end_reason_ = stopping_ ? end_reason_ : "client closed during startup";
+      co_return false;
+    }
+
+    proto::first_packet first;
+    if (proto::parse_first_packet(packet, first, reason) != proto::decode_status::complete) {
+      fail(proto::sqlstate::protocol_violation, "invalid startup packet: " + reason);
+      co_return false;
+    }
+
+    if (first.kind == proto::packet_kind::cancel_request) {
+      co_await forward_cancel(first.cancel);
+      co_return false;
+    }
+    if (first.kind != proto::packet_kind::startup) {
+      if (negotiations >= max_negotiation_packets) {
+        fail(proto::sqlstate::protocol_violation, "too many encryption requests");
+        co_return false;
+      }
+      // Neither TLS nor GSS encryption is offered: 'N' tells the client to go on in
+      // plaintext on the same socket (or give up, if it requires encryption).
+      static const std::uint8_t refuse = 'N';
+      auto [wec, wn] = co_await net::async_write(client_, net::buffer(&refuse, 1), as_value);
+      if (wec) {
+        end_reason_ = "client closed during startup";
+        co_return false;
+      }
+      continue;
+    }
+
+    startup_ = std::move(first.startup);
+    co_return true;
+  }
+}
+
+net::awaitable<void> session::forward_cancel(proto::cancel_key key) {
+  end_reason_ = "cancel request";
+  auto target = ctx_.cancels.find(key);
+  if (!target) {
+    // PostgreSQL answers nothing to a cancel it cannot match; neither does the proxy.
+    spdlog::debug("cancel_unmatched session=c{} peer={}", id_, peer_);
+    co_return;
+  }
+  bool is_sent = co_await send_cancel(*target);
+  spdlog::debug("cancel_forwarded session=c{} peer={} server={} ok={}", id_, peer_,
+                target->host, is_sent);
+}
+
+net::awaitable<bool> session::send_cancel(const cancel_target& target) {
+  proto::byte_buffer packet;
+  proto::append_cancel_request(packet, target.backend_key);
+  stream_socket sock(client_.get_executor());
+  boost::system::error_code ec;
+  if (target.host.starts_with('/')) {
+    std::tie(ec) = co_await sock.async_connect(
+        net::local::stream_protocol::endpoint(target.host), as_value);
+  } else {
+    auto address = net::ip::make_address(target.host, ec);
+    if (ec) {
+      co_return false;
+    }
+    std::tie(ec) = co_await sock.async_connect(tcp::endpoint(address, target.port), as_value);
+  }
+  if (ec) {
+    co_return false;
+  }
+  auto [wec, n] = co_await net::async_write(sock, net::buffer(packet), as_value);
+  co_return !wec;
+}
+
+void session::watch_startup() {
+  startup_timer_.expires_after(cfg_->proxy.startup_timeout);
+  startup_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->login_complete_ || self->stopping_) {
+      return;
+    }
+    auto ms = self->cfg_->proxy.startup_timeout.count();
+    self->terminate(proto::sqlstate::protocol_violation,
+                    fmt::format("startup did not complete within startup_timeout ({}ms)", ms));
+  });
+}
+
+// ---- backend ----
+
+net::awaitable<bool> session::connect_backend() {
+  const auto& cfg = *cfg_;
+  if (ctx_.client_count.load(std::memory_order_relaxed) > cfg.proxy.max_client_connections) {
+    fail(proto::sqlstate::too_many_connections,
+         fmt::format("too many client connections (max_client_connections = {})",
+                     cfg.proxy.max_client_connections));
+    co_return false;
+  }
+
+  auto negotiation = proto::negotiate_version(startup_);
+  if (negotiation.send_negotiate) {
+    proto::byte_buffer out;
+    proto::append_negotiate_protocol_version(out, negotiation.newest_minor,
+                                             negotiation.unsupported_options);
+    bool written = co_await write_client(out);
+    if (!written) {
+      co_return false;
+    }
+  }
+
+  auto view = co_await wait_for_route();
+  if (stopping_) {
+    co_return false;
+  }
+  const auto* backend = view->active_backend();
+  if (view->paused) {
+    fail(proto::sqlstate::cannot_connect_now,
+         fmt::format("traffic is paused by an operator; not resumed within pause_timeout ({}ms)",
+                     cfg_->failover.pause_timeout.count()));
+    co_return false;
+  }
+  if (backend == nullptr || view->deciding) {
+    fail(proto::sqlstate::cannot_connect_now,
+         fmt::format("no backend is available (waited connect_timeout, {}ms)",
+                     cfg_->proxy.connect_timeout.count()),
+         view->unavailable_detail());
+    co_return false;
+  }
+  backend_name_ = backend->name;
+  epoch_ = view->epoch;
+  cfg_ = view->cfg;
+
+  bool connected = co_await connect_endpoint(*backend);
+  if (!connected) {
+    co_return false;
+  }
+
+  std::vector<proto::startup_parameter> params = startup_.parameters;
+  if (!backend->databases.empty()) {
+    for (auto& p : params) {
+      auto it = p.name == "database" ? backend->databases.find(p.value) : backend->databases.end();
+      if (it != backend->databases.end()) {
+        p.value = it->second;
+      }
+    }
+  }
+  proto::byte_buffer packet;
+  proto::append_startup_message(packet, params);
+  auto [ec, n] = co_await net::async_write(server_, net::buffer(packet),
+                                           bound(server_write_cancel_));
+  if (ec) {
+    fail(proto::sqlstate::connection_failure,
+         fmt::format("backend {} closed the connection during login: {}", backend_name_,
+                     describe_error(ec)));
+    co_return false;
+  }
+  spdlog::debug("backend_connected {} address={} epoch={}", fields(), backend_address_, epoch_);
+  co_return true;
+}
+
+net::awaitable<router::routing_view_ptr> session::wait_for_route() {
+  auto view = ctx_.router.view();
+  const auto begin = std::chrono::steady_clock::now();
+  net::steady_timer deadline(client_.get_executor());
+  while (!stopping_) {
+    bool is_routable = !view->deciding && view->active && !view->paused;
+    if (is_routable) {
+      break;
+    }
+    // A pause holds clients up to pause_timeout; a missing backend up to connect_timeout.
+    auto limit = view->paused ? view->cfg->failover.pause_timeout : cfg_->proxy.connect_timeout;
+    if (std::chrono::steady_clock::now() >= begin + limit) {
+      break;
+    }
+    deadline.expires_at(begin + limit);
+    co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
+    view = ctx_.router.view();
+  }
+  co_return view;
+}
+
+net::awaitable<bool> session::connect_endpoint(const config::backend_config& backend) {
+  const auto& endpoint = backend.endpoint;
+  connect_timer_.expires_after(cfg_->proxy.connect_timeout);
+  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec && !self->connected_) {
+      self->connect_timed_out_ = true;
+      self->server_read_cancel_.emit(net::cancellation_type::terminal);
+    }
+  });
+
+  boost::system::error_code ec = net::error::host_not_found;
+  if (endpoint.host.starts_with('/')) {
+    auto path = fmt::format("{}/.s.PGSQL.{}", endpoint.host, endpoint.port);
+    std::tie(ec) = co_await server_.async_connect(net::local::stream_protocol::endpoint(path),
+                                                  bound(server_read_cancel_));
+    server_host_ = path;
+    backend_address_ = path;
+  } else {
+    tcp::resolver resolver(client_.get_executor());
+    auto [rec, results] =
+        co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port), as_value);
+    if (rec) {
+      ec = rec;
+    }
+    for (const auto& entry : results) {
+      if (connect_timed_out_ || stopping_) {
+        break;
+      }
+      boost::system::error_code close_ec;
+      server_.close(close_ec);
+      std::tie(ec) = co_await server_.async_connect(entry.endpoint(), bound(server_read_cancel_));
+      if (!ec) {
+        server_host_ = entry.endpoint().address().to_string();
+        server_port_ = entry.endpoint().port();
+        backend_address_ = fmt::format("{}:{}", server_host_, server_port_);
+        server_.set_option(tcp::no_delay(true), close_ec);
+        break;
+      }
+    }
+  }
+  connected_ = !ec && !connect_timed_out_;
+  connect_timer_.cancel();
+
+  if (stopping_) {
+    co_return false;
+  }
+  if (!connected_) {
+    auto why = connect_timed_out_
+                   ? fmt::format("timeout after {}ms", cfg_->proxy.connect_timeout.count())
+                   : describe_error(ec);
+    fail(proto::sqlstate::connection_failure,
+         fmt::format("cannot connect to backend {}: {}", backend.name, why));
+    co_return false;
+  }
+  co_return true;
+}
+
+// ---- relay ----
+
+net::awaitable<void> session::relay() {
+  auto max = cfg_->proxy.max_message_size;
+  up_ = std::make_unique<direction>(proto::frame_stream({'X'}, direction::buffer_size, max));
+  down_ = std::make_unique<direction>(proto::frame_stream(
+      {'Z', 'K', 'E'}, direction::buffer_size, std::numeric_limits<std::uint32_t>::max()));
+  client_key_ = ctx_.cancels.issue();
+
+  auto [up_end, down_end] = co_await (pump_client_to_server() && pump_server_to_client());
+
+  if (stopping_) {
+    co_return;  // terminate() already queued the error and the reason
+  }
+  if (up_end == pump_end::client_terminated || up_end == pump_end::client_closed) {
+    end_reason_ = up_end == pump_end::client_terminated ? "client terminated" : "client closed";
+    co_return;
+  }
+  if (down_end == pump_end::client_closed) {
+    end_reason_ = "client closed";
+  }
+}
+
+void session::stop_relay() {
+  relay_stop_ = true;
+  client_read_cancel_.emit(net::cancellation_type::terminal);
+  server_read_cancel_.emit(net::cancellation_type::terminal);
+  server_write_cancel_.emit(net::cancellation_type::terminal);
+}
+
+net::awaitable<session::pump_end> session::pump_client_to_server() {
+  auto& d = *up_;
+  for (;;) {
+    if (relay_stop_) {
+      co_return pump_end::stopped;
+    }
+    auto [ec, n] = co_await client_.async_read_some(
+        net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(client_read_cancel_));
+    if (ec) {
+      if (relay_stop_ && ec == net::error::operation_aborted) {
+        co_return pump_end::stopped;
+      }
+      stop_relay();
+      co_return pump_end::client_closed;
+    }
+    d.end += n;
+
+    std::size_t pos = 0;
+    bool terminated = false;
+    for (;;) {
+      auto f = d.frames.next({d.buffer.data() + pos, d.end - pos});
+      if (f.kind == proto::frame_kind::need_more) {
+        break;
+      }
+      if (f.kind == proto::frame_kind::malformed) {
+        // Bytes before the bad header are whole messages: let them through first.
+        if (pos > 0) {
+          co_await net::async_write(server_, net::buffer(d.buffer.data(), pos),
+                                    bound(server_write_cancel_));
+        }
+        fail(proto::sqlstate::protocol_violation, fmt::format("invalid message: {}", f.reason));
+        stop_relay();
+        co_return pump_end::client_protocol_error;
+      }
+      pos += f.size;
+      bool is_start = f.kind == proto::frame_kind::whole || f.starts_message;
+      if (is_start && (f.type == 'Q' || f.type == 'S' || f.type == 'F')) {
+        ++requests_pending_;
+      }
+      if (f.kind == proto::frame_kind::whole && f.type == 'X') {
+        terminated = true;
+        break;
+      }
+    }
+
+    if (pos > 0) {
+      auto [wec, wn] = co_await net::async_write(server_, net::buffer(d.buffer.data(), pos),
+                                                 bound(server_write_cancel_));
+      if (wec) {
+        stop_relay();
+        co_return pump_end::server_closed;
+      }
+      d.bytes += pos;
+    }
+    if (terminated) {
+      stop_relay();
+      co_return pump_end::client_terminated;
+    }
+    std::memmove(d.buffer.data(), d.buffer.data() + pos, d.end - pos);
+    d.end -= pos;
+  }
+}
+
+net::awaitable<session::pump_end> session::pump_server_to_client() {
+  auto& d = *down_;
+  for (;;) {
+    if (relay_stop_) {
+      co_return pump_end::stopped;
+    }
+    auto [ec, n] = co_await server_.async_read_some(
+        net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(server_read_cancel_));
+    if (ec) {
+      if (relay_stop_ && ec == net::error::operation_aborted) {
+        co_return pump_end::stopped;
+      }
+      stop_relay();
+      if (!last_server_error_fatal_) {
+        // The server said nothing before it went away: the client must be told that its
+        // connection is gone and that an in-flight transaction's outcome is unknown.
+        fail(proto::sqlstate::connection_failure,
+             fmt::format("server connection to backend {} lost: {}", backend_name_,
+                         describe_error(ec)),
+             transaction_status_ == 'I' ? ""
+                                        : "The outcome of the transaction in progress is unknown.");
+      } else {
+        end_reason_ = "server sent FATAL and closed";
+      }
+      co_return pump_end::server_closed;
+    }
+    d.end += n;
+
+    std::size_t pos = 0;
+    for (;;) {
+      auto f = d.frames.next({d.buffer.data() + pos, d.end - pos});
+      if (f.kind == proto::frame_kind::need_more) {
+        break;
+      }
+      if (f.kind == proto::frame_kind::malformed) {
+        stop_relay();
+        fail(proto::sqlstate::protocol_violation,
+             fmt::format("backend {} sent an invalid message: {}", backend_name_, f.reason));
+        co_return pump_end::server_protocol_error;
+      }
+      if (f.kind == proto::frame_kind::whole) {
+        on_server_message(f.type, {d.buffer.data() + pos, f.size});
+      }
+      pos += f.size;
+    }
+
+    if (pos > 0) {
+      auto [wec, wn] =
+          co_await net::async_write(client_, net::buffer(d.buffer.data(), pos), as_value);
+      if (wec) {
+        stop_relay();
+        co_return pump_end::client_closed;
+      }
+      d.bytes += pos;
+    }
+    std::memmove(d.buffer.data(), d.buffer.data() + pos, d.end - pos);
+    d.end -= pos;
+  }
+}
+
+void session::on_server_message(char type, std::span<std::uint8_t> message) {
+  auto body = message.subspan(proto::header_size);
+  switch (type) {
+    case 'Z':
+      if (auto status = proto::parse_ready_for_query(body)) {
+        transaction_status_ = *status;
+      }
+      if (requests_pending_ > 0) {
+        --requests_pending_;
+      }
+      if (!login_complete_) {
+        login_complete_ = true;
+        startup_timer_.cancel();
+        spdlog::debug("login {}", fields());
+      }
+      break;
+    case 'K':
+      // The client sees its own key; the backend's stays here, for forwarding cancels.
+      if (auto backend_key = proto::parse_backend_key_data(body)) {
+        server_cancel_ = cancel_target{server_host_, server_port_, *backend_key};
+        ctx_.cancels.attach(client_key_, *server_cancel_);
+        key_registered_ = true;
+        proto::write_int32(body.data(), client_key_.process_id);
+        proto::write_int32(body.data() + 4, static_cast<std::int32_t>(client_key_.secret_key));
+      }
+      break;
+    case 'E': {
+      proto::error_fields fields;
+      if (proto::parse_error_fields(body, fields)) {
+        last_server_error_fatal_ = fields.severity == "FATAL" || fields.severity == "PANIC";
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// ---- ending ----
+
+void session::fail(const char* sqlstate, std::string message, std::string detail) {
+  if (pending_error_) {
+    return;  // the first reason is the one the client and the log get
+  }
+  pending_error_ = fatal(sqlstate, message, detail);
+  end_reason_ = fmt::format("{} {}", sqlstate, message);
+}
+
+void session::terminate(const char* sqlstate, std::string message) {
+  if (stopping_) {
+    return;
+  }
+  fail(sqlstate, std::move(message));
+  stopping_ = true;
+  stop_relay();
+  // A session waiting for a backend sleeps on the worker's broadcast; wake it (and its
+  // neighbours, who simply wait again) so that it ends now.
+  worker_.notify_route_changed();
+}
+
+void session::abort() {
+  boost::system::error_code ec;
+  stopping_ = true;
+  stop_relay();
+  client_.close(ec);
+  server_.close(ec);
+}
+
+net::awaitable<bool> session::write_client(const proto::byte_buffer& message) {
+  net::steady_timer deadline(client_.get_executor());
+  deadline.expires_after(error_write_timeout);
+  auto result = co_await (net::async_write(client_, net::buffer(message), as_value) ||
+                          deadline.async_wait(as_value));
+  if (result.index() != 0) {
+    co_return false;
+  }
+  auto [ec, n] = std::get<0>(result);
+  co_return !ec;
+}
+
+net::awaitable<void> session::finish() {
+  startup_timer_.cancel();
+  connect_timer_.cancel();
+  boost::system::error_code ec;
+
+  // An error may only be injected between two whole messages of the server's stream.
+  bool at_boundary = !down_ || !down_->frames.in_message();
+  if (pending_error_ && at_boundary && client_.is_open()) {
+    co_await write_client(*pending_error_);
+  }
+  if (server_.is_open() && login_complete_ && requests_pending_ > 0 && server_cancel_) {
+    // The server goes on running a query whose client is gone until it next writes to the
+    // socket, holding its locks meanwhile (a pg_sleep or a long scan can take minutes):
+    // cancel it so that closing the connection ends the server session at once.
+    net::steady_timer deadline(client_.get_executor());
+    deadline.expires_after(error_write_timeout);
+    co_await (send_cancel(*server_cancel_) || deadline.async_wait(as_value));
+  }
+  if (server_.is_open() && connected_ && (!up_ || !up_->frames.in_message())) {
+    proto::byte_buffer bye;
+    proto::append_terminate(bye);
+    server_.non_blocking(true, ec);
+    server_.write_some(net::buffer(bye), ec);  // best effort, never waits
+  }
+  server_.close(ec);
+  client_.shutdown(net::socket_base::shutdown_both, ec);
+  client_.close(ec);
+
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started_);
+  bool is_warning = pending_error_ && !end_reason_.starts_with("57P01");
+  spdlog::log(is_warning ? spdlog::level::warn : spdlog::level::debug,
+              "session_end {} reason=\"{}\" age_ms={} bytes_in={} bytes_out={}", fields(),
+              end_reason_.empty() ? "unknown" : end_reason_, age.count(),
+              up_ ? up_->bytes : 0, down_ ? down_->bytes : 0);
+}
+
+}  // namespace pgf::session

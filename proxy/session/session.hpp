@@ -1,0 +1,140 @@
+// One client's life in session mode: first packets, the backend login, then the relay
+// of both directions until either side ends, and the one reason it ended for.
+//
+// Lifetime: a session is owned by the shared_ptr its coroutine holds (run() is spawned
+// with shared_from_this), so it lives exactly as long as its coroutine and its timers.
+// Everything runs on the worker's thread; terminate() and abort() must be called there.
+//
+// Cancellation: each read, the server-side write and the backend connect are bound to
+// their own cancellation signal, so terminate() can stop a session at once without
+// cutting a message to the client in half. Writes to the client are never cancelled
+// that way; abort() closes both sockets when a client stops reading.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "protocol/frame_stream.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/context.hpp"
+#include "proxy/worker.hpp"
+
+namespace pgf::session {
+
+namespace net = boost::asio;
+using stream_socket = net::generic::stream_protocol::socket;
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(proxy_context& ctx, worker& w, stream_socket client, std::string peer);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  // Spawns the session's coroutine on its worker. Call on the worker's thread.
+  static void start(proxy_context& ctx, worker& w, stream_socket client, std::string peer);
+
+  // Ends the session: the client gets an ErrorResponse (FATAL) with `sqlstate` at the next
+  // message boundary, then both connections close.
+  void terminate(const char* sqlstate, std::string message);
+  // Closes both sockets now; for clients that stopped reading.
+  void abort();
+
+  std::uint64_t id() const { return id_; }
+  const std::string& backend_name() const { return backend_name_; }
+  std::uint64_t epoch() const { return epoch_; }
+
+ private:
+  // How one direction of the relay ended.
+  enum class pump_end { stopped, client_closed, client_terminated, client_protocol_error,
+                        server_closed, server_protocol_error };
+  struct direction {
+    static constexpr std::size_t buffer_size = 16 * 1024;
+    explicit direction(protocol::frame_stream f) : frames(f) {}
+    std::array<std::uint8_t, buffer_size> buffer;
+    std::size_t end = 0;
+    protocol::frame_stream frames;
+    std::uint64_t bytes = 0;
+  };
+
+  net::awaitable<void> run();
+  net::awaitable<bool> read_first_packet();
+  net::awaitable<void> forward_cancel(protocol::cancel_key key);
+  // Sends a CancelRequest for `target`'s server connection; false when it could not.
+  net::awaitable<bool> send_cancel(const cancel_target& target);
+  net::awaitable<bool> connect_backend();
+  // Waits until the router names an active backend and traffic is not paused, or until
+  // connect_timeout (pause_timeout while paused); returns the last view either way.
+  net::awaitable<router::routing_view_ptr> wait_for_route();
+  net::awaitable<bool> connect_endpoint(const config::backend_config& backend);
+  net::awaitable<void> relay();
+  net::awaitable<pump_end> pump_client_to_server();
+  net::awaitable<pump_end> pump_server_to_client();
+  void on_server_message(char type, std::span<std::uint8_t> message);
+  void stop_relay();
+  void watch_startup();
+  net::awaitable<void> finish();
+
+  // Sends `message` (one or more whole messages) to the client, bounded in time.
+  net::awaitable<bool> write_client(const protocol::byte_buffer& message);
+  // Queues a FATAL error for the client and remembers the reason the session ends.
+  void fail(const char* sqlstate, std::string message, std::string detail = {});
+
+  std::string fields() const;
+
+  proxy_context& ctx_;
+  worker& worker_;
+  std::list<session*>::iterator registry_it_;
+  std::uint64_t id_;
+  std::string peer_;
+  std::chrono::steady_clock::time_point started_;
+  std::shared_ptr<const config::config> cfg_;
+
+  stream_socket client_;
+  stream_socket server_;
+  net::steady_timer startup_timer_;
+  net::steady_timer connect_timer_;
+  net::cancellation_signal client_read_cancel_;
+  net::cancellation_signal server_read_cancel_;
+  net::cancellation_signal server_write_cancel_;
+
+  protocol::startup_message startup_;
+  protocol::cancel_key client_key_;
+  bool key_registered_ = false;
+  std::string backend_name_;
+  std::string backend_address_;
+  std::uint64_t epoch_ = 0;
+  std::string server_host_;  // numeric address or socket path: where cancels go
+  std::uint16_t server_port_ = 0;
+
+  bool stopping_ = false;     // terminate() or a fatal error: stop at the next step
+  bool relay_stop_ = false;   // one direction ended: the other stops too
+  bool login_complete_ = false;
+  bool connected_ = false;
+  bool connect_timed_out_ = false;
+  bool last_server_error_fatal_ = false;
+  char transaction_status_ = 'I';
+  // Query, Sync and FunctionCall messages sent that have no ReadyForQuery back yet: a
+  // request is running (or queued) on the server while this is above zero.
+  std::uint32_t requests_pending_ = 0;
+  std::optional<cancel_target> server_cancel_;  // the server connection's own key
+  std::unique_ptr<direction> up_;    // client -> server
+  std::unique_ptr<direction> down_;  // server -> client
+
+  // The FATAL error owed to the client, if any, and the reason logged at the end.
+  std::optional<protocol::byte_buffer> pending_error_;
+  std::string end_reason_;
+};
+
+}  // namespace pgf::session

@@ -1,0 +1,41 @@
+// Worker threads: run the loop, walk the sessions.
+#include "proxy/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/session/session.hpp"
+
+namespace pgf {
+
+void worker::start() {
+  thread_ = std::thread([this] {
+    for (;;) {
+      try {
+        io_.run();
+        return;
+      } catch (const std::exception& e) {
+        // Sessions catch their own errors; reaching here is a bug in a handler. Keep the
+        // loop alive: the other sessions on this thread are still being served.
+        spdlog::error("worker_error worker={} error=\"{}\"", index_, e.what());
+      }
+    }
+  });
+}
+
+void worker::stop_and_join() {
+  work_.reset();
+  io_.stop();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void worker::for_each_session(const std::function<void(session::session&)>& fn) {
+  // A callback may end a session, which removes it from the list: step first.
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto* s = *it++;
+    fn(*s);
+  }
+}
+
+}  // namespace pgf
