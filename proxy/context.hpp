@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "proxy/config/config.hpp"
@@ -23,6 +24,9 @@ struct proxy_context {
   std::atomic<std::uint32_t> client_count{0};
   std::atomic<std::uint64_t> next_session_id{1};
   std::atomic<bool> shutting_down{false};
+  // A session saw a server refuse, reset or ignore it: probe that backend (its index in
+  // the configuration) now. Any thread; set once before the workers start.
+  std::function<void(std::size_t)> report_sign_of_death;
 };
 
 }  // namespace pgf

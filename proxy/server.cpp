@@ -47,6 +47,22 @@ void raise_file_limit(std::uint32_t max_clients) {
   }
 }
 
+// Limitation: the proxy does not authenticate clients itself and does not pool yet, so a
+// configuration asking for either is refused here rather than served in passthrough
+// session mode behind the operator's back. The configuration keys exist already so that
+// files written today keep loading once both land.
+void check_supported(const config::config& cfg) {
+  if (cfg.proxy.mode != config::pool_mode::session) {
+    throw std::runtime_error(
+        "pool_mode = \"transaction\" is not supported yet; use pool_mode = \"session\"");
+  }
+  if (cfg.proxy.auth != config::auth_method::passthrough) {
+    throw std::runtime_error(
+        "proxy-side authentication is not supported yet; use auth = \"passthrough\" (the "
+        "backend authenticates each client)");
+  }
+}
+
 }  // namespace
 
 struct server::impl {
@@ -76,7 +92,10 @@ struct server::impl {
   bool stop_now = false;  // a second signal: skip the wait for sessions
 };
 
-server::server(config::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+server::server(config::config cfg) {
+  check_supported(cfg);
+  impl_ = std::make_unique<impl>(std::move(cfg));
+}
 server::~server() = default;
 
 int server::run() {
@@ -87,11 +106,12 @@ int server::run() {
   }
   m.listener.open(m.cfg->proxy);
   // Every new routing view wakes the sessions waiting for a backend, on their own threads.
-  m.router.subscribe([&m](const router::routing_view_ptr&) {
+  m.router.subscribe([&m](const router::routing_view_ptr& view) {
     for (auto& w : m.workers) {
-      net::post(w->io(), [&w] { w->notify_route_changed(); });
+      net::post(w->io(), [&w, view] { w->on_route_changed(view); });
     }
   });
+  m.ctx.report_sign_of_death = [&m](std::size_t index) { m.checker.request_probe(index); };
   for (auto& w : m.workers) {
     w->start();
   }

@@ -30,6 +30,11 @@ void worker::stop_and_join() {
   }
 }
 
+void worker::on_route_changed(const std::shared_ptr<const router::routing_view>& view) {
+  notify_route_changed();
+  for_each_session([&view](session::session& s) { s.on_route_changed(*view); });
+}
+
 void worker::for_each_session(const std::function<void(session::session&)>& fn) {
   // A callback may end a session, which removes it from the list: step first.
   for (auto it = sessions_.begin(); it != sessions_.end();) {

@@ -9,10 +9,14 @@
 
 #include <functional>
 #include <list>
+#include <memory>
 #include <thread>
 
 namespace pgf::session {
 class session;
+}
+namespace pgf::router {
+struct routing_view;
 }
 
 namespace pgf {
@@ -43,6 +47,9 @@ class worker {
   // operation_aborted, and later waits pend again. Wait and notify on this thread only.
   boost::asio::steady_timer& route_changed() { return route_changed_; }
   void notify_route_changed() { route_changed_.cancel(); }
+  // A new routing view: wakes the waiting sessions and lets every session check that its
+  // server connection still belongs to the current epoch.
+  void on_route_changed(const std::shared_ptr<const router::routing_view>& view);
 
  private:
   unsigned index_;

@@ -4,17 +4,25 @@
 # so a second run costs one dpkg query.
 set -euo pipefail
 
+# What building the proxy needs.
 packages=(
   build-essential cmake ninja-build pkg-config git ccache
   libboost1.81-dev libboost-json1.81-dev
   libpq-dev libssl-dev libfmt-dev libspdlog-dev libtomlplusplus-dev libcli11-dev
-  prometheus-cpp-dev libgtest-dev libbenchmark-dev
-  clang-14 libclang-rt-14-dev
-  postgresql postgresql-client
-  python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg
-  curl procps iproute2 util-linux
-  prometheus  # promtool checks the /metrics output in the unit tests
+  prometheus-cpp-dev
 )
+# What the tests, fuzzers, benchmarks and the demo need on top; `--build-only` skips them
+# (the Dockerfile's build stage).
+if [ "${1:-}" != "--build-only" ]; then
+  packages+=(
+    libgtest-dev libbenchmark-dev
+    clang-14 libclang-rt-14-dev
+    postgresql postgresql-client
+    python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg
+    curl procps iproute2 util-linux
+    prometheus  # promtool checks the /metrics output
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -356,8 +356,10 @@ void expire_promotion(const policy_input& in, policy_state& state) {
   if (!state.promoting) {
     return;
   }
-  bool is_over =
-      state.active || !index_of(in, *state.promoting) || in.now >= state.promote_deadline;
+  // A promoting backend an operator disabled can never be chosen: holding everything ranked
+  // after it until promote_timeout would refuse all new work for nothing.
+  bool is_over = state.active || !index_of(in, *state.promoting) ||
+                 state.disabled.contains(*state.promoting) || in.now >= state.promote_deadline;
   if (is_over) {
     state.promoting.reset();
   }

@@ -32,6 +32,17 @@ constexpr auto as_value = net::as_tuple(net::use_awaitable);
 constexpr auto error_write_timeout = std::chrono::seconds(5);
 // At most this many SSLRequest/GSSENCRequest packets before the StartupMessage.
 constexpr int max_negotiation_packets = 2;
+// Bounds on one attempt to reach a server, and on the pause before the next attempt.
+constexpr std::chrono::milliseconds min_attempt_timeout{1000};
+constexpr std::chrono::milliseconds min_retry_delay{50};
+
+// A route status that says the server itself is gone or unfit, as opposed to an operator
+// or the failover policy moving traffic away from a healthy one.
+bool is_health_status(router::route_status status) {
+  using rs = router::route_status;
+  return status == rs::down || status == rs::unknown || status == rs::role ||
+         status == rs::read_only || status == rs::not_ready || status == rs::removed;
+}
 
 auto bound(net::cancellation_signal& signal) {
   return net::bind_cancellation_slot(signal.slot(), as_value);
@@ -70,7 +81,8 @@ session::session(proxy_context& ctx, worker& w, stream_socket client, std::strin
       client_(std::move(client)),
       server_(client_.get_executor()),
       startup_timer_(client_.get_executor()),
-      connect_timer_(client_.get_executor()) {
+      connect_timer_(client_.get_executor()),
+      drain_timer_(client_.get_executor()) {
   ctx_.client_count.fetch_add(1, std::memory_order_relaxed);
   registry_it_ = worker_.add(this);
 }
@@ -249,88 +261,144 @@ net::awaitable<bool> session::connect_backend() {
     }
   }
 
-  auto view = co_await wait_for_route();
-  if (stopping_) {
-    co_return false;
+  down_ = std::make_unique<direction>(proto::frame_stream(
+      {'Z', 'K', 'E'}, direction::buffer_size, std::numeric_limits<std::uint32_t>::max()));
+  const auto begin = std::chrono::steady_clock::now();
+  std::optional<retry_point> retry;
+  for (;;) {
+    auto view = co_await wait_for_route(begin, retry);
+    if (stopping_ || !is_usable_route(*view, begin, retry.has_value())) {
+      co_return false;
+    }
+    const auto& backend = *view->active_backend();
+    backend_index_ = *view->active;
+    backend_name_ = backend.name;
+    epoch_ = view->epoch;
+    cfg_ = view->cfg;
+
+    auto result = co_await attempt_login(backend, begin);
+    if (result == attempt_result::ok) {
+      spdlog::debug("backend_connected {} address={} epoch={}", fields(), backend_address_,
+                    epoch_);
+      co_return true;
+    }
+    if (result == attempt_result::failed || stopping_) {
+      co_return false;
+    }
+
+    // Nothing of the client's beyond its startup packet reached the server, so trying
+    // again is safe; but only where the router points, once it had a chance to decide.
+    spdlog::debug("backend_attempt_failed {} reason=\"{}\" epoch={}", fields(), last_failure_,
+                  epoch_);
+    if (ctx_.report_sign_of_death) {
+      ctx_.report_sign_of_death(backend_index_);
+    }
+    auto delay = std::max(cfg_->health.interval, min_retry_delay);
+    retry = retry_point{epoch_, std::chrono::steady_clock::now() + delay};
   }
-  const auto* backend = view->active_backend();
-  if (view->paused) {
+}
+
+bool session::is_usable_route(const router::routing_view& view,
+                              std::chrono::steady_clock::time_point begin, bool has_failed) {
+  if (view.paused) {
     fail(proto::sqlstate::cannot_connect_now,
          fmt::format("traffic is paused by an operator; not resumed within pause_timeout ({}ms)",
-                     cfg_->failover.pause_timeout.count()));
-    co_return false;
+                     view.cfg->failover.pause_timeout.count()));
+    return false;
   }
-  if (backend == nullptr || view->deciding) {
+  if (view.active_backend() == nullptr || view.deciding) {
     fail(proto::sqlstate::cannot_connect_now,
          fmt::format("no backend is available (waited connect_timeout, {}ms)",
                      cfg_->proxy.connect_timeout.count()),
-         view->unavailable_detail());
-    co_return false;
+         view.unavailable_detail());
+    return false;
   }
-  backend_name_ = backend->name;
-  epoch_ = view->epoch;
-  cfg_ = view->cfg;
-
-  bool connected = co_await connect_endpoint(*backend);
-  if (!connected) {
-    co_return false;
-  }
-
-  std::vector<proto::startup_parameter> params = startup_.parameters;
-  if (!backend->databases.empty()) {
-    for (auto& p : params) {
-      auto it = p.name == "database" ? backend->databases.find(p.value) : backend->databases.end();
-      if (it != backend->databases.end()) {
-        p.value = it->second;
-      }
-    }
-  }
-  proto::byte_buffer packet;
-  proto::append_startup_message(packet, params);
-  auto [ec, n] = co_await net::async_write(server_, net::buffer(packet),
-                                           bound(server_write_cancel_));
-  if (ec) {
+  bool is_out_of_time = std::chrono::steady_clock::now() >= begin + cfg_->proxy.connect_timeout;
+  if (has_failed && is_out_of_time) {
     fail(proto::sqlstate::connection_failure,
-         fmt::format("backend {} closed the connection during login: {}", backend_name_,
-                     describe_error(ec)));
-    co_return false;
+         fmt::format("cannot connect to backend {}: {}", backend_name_, last_failure_));
+    return false;
   }
-  spdlog::debug("backend_connected {} address={} epoch={}", fields(), backend_address_, epoch_);
-  co_return true;
+  return true;
 }
 
-net::awaitable<router::routing_view_ptr> session::wait_for_route() {
+net::awaitable<router::routing_view_ptr> session::wait_for_route(
+    std::chrono::steady_clock::time_point begin, std::optional<retry_point> retry) {
   auto view = ctx_.router.view();
-  const auto begin = std::chrono::steady_clock::now();
   net::steady_timer deadline(client_.get_executor());
   while (!stopping_) {
+    const auto now = std::chrono::steady_clock::now();
     bool is_routable = !view->deciding && view->active && !view->paused;
-    if (is_routable) {
+    // After a failed attempt: a new decision, or the retry delay, whichever comes first.
+    bool is_new_try = !retry || view->epoch != retry->epoch || now >= retry->at;
+    if (is_routable && is_new_try) {
       break;
     }
     // A pause holds clients up to pause_timeout; a missing backend up to connect_timeout.
     auto limit = view->paused ? view->cfg->failover.pause_timeout : cfg_->proxy.connect_timeout;
-    if (std::chrono::steady_clock::now() >= begin + limit) {
+    if (now >= begin + limit) {
       break;
     }
-    deadline.expires_at(begin + limit);
+    auto until = begin + limit;
+    if (is_routable && retry) {
+      until = std::min(until, retry->at);
+    }
+    deadline.expires_at(until);
     co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
     view = ctx_.router.view();
   }
   co_return view;
 }
 
-net::awaitable<bool> session::connect_endpoint(const config::backend_config& backend) {
-  const auto& endpoint = backend.endpoint;
-  connect_timer_.expires_after(cfg_->proxy.connect_timeout);
+net::awaitable<session::attempt_result> session::attempt_login(
+    const config::backend_config& backend, std::chrono::steady_clock::time_point begin) {
+  // One attempt may not eat the whole connect_timeout: a black-holed or frozen server is
+  // given about as long as a health probe would give it, so the retry can follow the
+  // router's decision instead of waiting on a server that will never answer.
+  auto attempt_limit = std::clamp(2 * cfg_->health.timeout, min_attempt_timeout,
+                                  cfg_->proxy.connect_timeout);
+  auto attempt_end = std::min(std::chrono::steady_clock::now() + attempt_limit,
+                              begin + cfg_->proxy.connect_timeout);
+  arm_connect_timer(attempt_end);
+
+  auto result = co_await connect_endpoint(backend);
+  if (result == attempt_result::ok) {
+    result = co_await send_startup(backend);
+  }
+  if (result == attempt_result::ok) {
+    result = co_await read_first_answer();
+  }
+  connected_ = result == attempt_result::ok;
+  connect_timer_.cancel();
+  if (result != attempt_result::ok && connect_timed_out_) {
+    last_failure_ = fmt::format("timeout after {}ms", attempt_limit.count());
+  }
+  if (result == attempt_result::sign_of_death) {
+    boost::system::error_code ec;
+    server_.close(ec);
+  }
+  co_return result;
+}
+
+void session::arm_connect_timer(std::chrono::steady_clock::time_point at) {
+  connected_ = false;
+  connect_timed_out_ = false;
+  connect_timer_.expires_at(at);
   connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec && !self->connected_) {
       self->connect_timed_out_ = true;
       self->server_read_cancel_.emit(net::cancellation_type::terminal);
+      self->server_write_cancel_.emit(net::cancellation_type::terminal);
     }
   });
+}
 
+net::awaitable<session::attempt_result> session::connect_endpoint(
+    const config::backend_config& backend) {
+  const auto& endpoint = backend.endpoint;
   boost::system::error_code ec = net::error::host_not_found;
+  boost::system::error_code close_ec;
+  server_.close(close_ec);
   if (endpoint.host.starts_with('/')) {
     auto path = fmt::format("{}/.s.PGSQL.{}", endpoint.host, endpoint.port);
     std::tie(ec) = co_await server_.async_connect(net::local::stream_protocol::endpoint(path),
@@ -338,6 +406,7 @@ net::awaitable<bool> session::connect_endpoint(const config::backend_config& bac
     server_host_ = path;
     backend_address_ = path;
   } else {
+    // Resolved for every connection, so that a moved endpoint (an RDS failover) is followed.
     tcp::resolver resolver(client_.get_executor());
     auto [rec, results] =
         co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port), as_value);
@@ -348,7 +417,6 @@ net::awaitable<bool> session::connect_endpoint(const config::backend_config& bac
       if (connect_timed_out_ || stopping_) {
         break;
       }
-      boost::system::error_code close_ec;
       server_.close(close_ec);
       std::tie(ec) = co_await server_.async_connect(entry.endpoint(), bound(server_read_cancel_));
       if (!ec) {
@@ -360,21 +428,129 @@ net::awaitable<bool> session::connect_endpoint(const config::backend_config& bac
       }
     }
   }
-  connected_ = !ec && !connect_timed_out_;
-  connect_timer_.cancel();
 
   if (stopping_) {
-    co_return false;
+    co_return attempt_result::failed;
   }
-  if (!connected_) {
-    auto why = connect_timed_out_
-                   ? fmt::format("timeout after {}ms", cfg_->proxy.connect_timeout.count())
-                   : describe_error(ec);
+  if (ec || connect_timed_out_) {
+    last_failure_ = describe_error(ec);
+    co_return attempt_result::sign_of_death;
+  }
+  co_return attempt_result::ok;
+}
+
+net::awaitable<session::attempt_result> session::send_startup(
+    const config::backend_config& backend) {
+  std::vector<proto::startup_parameter> params = startup_.parameters;
+  if (!backend.databases.empty()) {
+    for (auto& p : params) {
+      auto it = p.name == "database" ? backend.databases.find(p.value) : backend.databases.end();
+      if (it != backend.databases.end()) {
+        p.value = it->second;
+      }
+    }
+  }
+  proto::byte_buffer packet;
+  proto::append_startup_message(packet, params);
+  auto [ec, n] = co_await net::async_write(server_, net::buffer(packet),
+                                           bound(server_write_cancel_));
+  if (stopping_) {
+    co_return attempt_result::failed;
+  }
+  if (ec) {
+    last_failure_ = "closed the connection during login: " + describe_error(ec);
+    co_return attempt_result::sign_of_death;
+  }
+  co_return attempt_result::ok;
+}
+
+// The server's first answer to the startup packet decides whether this server can take
+// the client: an authentication request or any error of the client's own (a wrong
+// password, 53300, 3D000) goes to the client as it is; no answer at all, or 57P03 ("the
+// database system is shutting down", "... is starting up", "... is not yet accepting
+// connections") is a sign that the server is going away. The bytes stay in the buffer for
+// the relay, which treats them like any others.
+net::awaitable<session::attempt_result> session::read_first_answer() {
+  auto& d = *down_;
+  d.end = 0;
+  for (;;) {
+    if (d.end >= proto::header_size) {
+      char type = 0;
+      std::uint32_t length = 0;
+      std::string_view reason;
+      bool is_valid = proto::decode_header({d.buffer.data(), d.end},
+                                           std::numeric_limits<std::uint32_t>::max(), type,
+                                           length, reason);
+      const std::size_t size = std::size_t{length} + 1;
+      if (!is_valid || type != 'E' || size > d.buffer.size()) {
+        co_return attempt_result::ok;
+      }
+      if (d.end >= size) {
+        proto::error_fields fields;
+        auto body = proto::bytes_view(d.buffer.data() + proto::header_size, size - 5);
+        bool is_parsed = proto::parse_error_fields(body, fields);
+        if (is_parsed && fields.sqlstate == proto::sqlstate::cannot_connect_now) {
+          last_failure_ = std::string(fields.message);
+          co_return attempt_result::sign_of_death;
+        }
+        co_return attempt_result::ok;
+      }
+    }
+
+    auto [ec, n] = co_await server_.async_read_some(
+        net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(server_read_cancel_));
+    if (stopping_) {
+      co_return attempt_result::failed;
+    }
+    if (ec) {
+      last_failure_ = "closed the connection during login: " + describe_error(ec);
+      co_return attempt_result::sign_of_death;
+    }
+    d.end += n;
+  }
+}
+
+// ---- routing changes ----
+
+void session::on_route_changed(const router::routing_view& view) {
+  // Only a session attached to a server connection has anything to lose; one still
+  // waiting or trying to connect follows the router by itself.
+  if (!connected_ || view.epoch == epoch_ || stopping_) {
+    return;
+  }
+  // The server connection was opened under an older epoch: it must not outlive the switch.
+  const router::backend_route_state* mine = nullptr;
+  for (const auto& b : view.backends) {
+    if (b.name == backend_name_) {
+      mine = &b;
+    }
+  }
+  bool is_lost = mine == nullptr || is_health_status(mine->status);
+  if (is_lost) {
+    auto why = mine == nullptr ? std::string("removed from the configuration") : mine->why_not;
+    bool is_outcome_unknown = transaction_status_ != 'I' || requests_pending_ > 0;
     fail(proto::sqlstate::connection_failure,
-         fmt::format("cannot connect to backend {}: {}", backend.name, why));
-    co_return false;
+         fmt::format("backend {} is no longer usable ({}); closing this connection",
+                     backend_name_, why),
+         is_outcome_unknown ? "The outcome of the transaction in progress is unknown." : "");
+    terminate_now();
+    return;
   }
-  co_return true;
+  // A planned move (a switchover, a failback, an operator disabling it): the backend is
+  // still healthy, so the session gets drain_timeout to finish before it is closed.
+  if (!is_draining_) {
+    is_draining_ = true;
+    auto to = view.active_backend() ? view.active_backend()->name : std::string("none");
+    drain_timer_.expires_after(view.cfg->failover.drain_timeout);
+    drain_timer_.async_wait([self = shared_from_this(), to](boost::system::error_code ec) {
+      if (ec) {
+        return;
+      }
+      self->terminate(proto::sqlstate::admin_shutdown,
+                      fmt::format("terminating connection: traffic moved from backend {} to {}",
+                                  self->backend_name_, to));
+    });
+  }
 }
 
 // ---- relay ----
@@ -382,8 +558,6 @@ net::awaitable<bool> session::connect_endpoint(const config::backend_config& bac
 net::awaitable<void> session::relay() {
   auto max = cfg_->proxy.max_message_size;
   up_ = std::make_unique<direction>(proto::frame_stream({'X'}, direction::buffer_size, max));
-  down_ = std::make_unique<direction>(proto::frame_stream(
-      {'Z', 'K', 'E'}, direction::buffer_size, std::numeric_limits<std::uint32_t>::max()));
   client_key_ = ctx_.cancels.issue();
 
   auto [up_end, down_end] = co_await (pump_client_to_server() && pump_server_to_client());
@@ -472,17 +646,29 @@ net::awaitable<session::pump_end> session::pump_client_to_server() {
 
 net::awaitable<session::pump_end> session::pump_server_to_client() {
   auto& d = *down_;
+  // The server's first answer was read while logging in: relay it before reading more.
+  bool has_unread = d.end > 0;
   for (;;) {
     if (relay_stop_) {
       co_return pump_end::stopped;
     }
-    auto [ec, n] = co_await server_.async_read_some(
-        net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(server_read_cancel_));
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    if (!has_unread) {
+      // One co_await per statement: GCC 12 miscompiles co_await inside a conditional.
+      std::tie(ec, n) = co_await server_.async_read_some(
+          net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(server_read_cancel_));
+    }
+    has_unread = false;
     if (ec) {
       if (relay_stop_ && ec == net::error::operation_aborted) {
         co_return pump_end::stopped;
       }
       stop_relay();
+      // A server connection lost under a client: probe the backend now (fall still counts).
+      if (ctx_.report_sign_of_death) {
+        ctx_.report_sign_of_death(backend_index_);
+      }
       if (!last_server_error_fatal_) {
         // The server said nothing before it went away: the client must be told that its
         // connection is gone and that an in-flight transaction's outcome is unknown.
@@ -583,6 +769,13 @@ void session::terminate(const char* sqlstate, std::string message) {
     return;
   }
   fail(sqlstate, std::move(message));
+  terminate_now();
+}
+
+void session::terminate_now() {
+  if (stopping_) {
+    return;
+  }
   stopping_ = true;
   stop_relay();
   // A session waiting for a backend sleeps on the worker's broadcast; wake it (and its
@@ -613,6 +806,7 @@ net::awaitable<bool> session::write_client(const proto::byte_buffer& message) {
 net::awaitable<void> session::finish() {
   startup_timer_.cancel();
   connect_timer_.cancel();
+  drain_timer_.cancel();
   boost::system::error_code ec;
 
   // An error may only be injected between two whole messages of the server's stream.

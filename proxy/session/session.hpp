@@ -50,6 +50,10 @@ class session : public std::enable_shared_from_this<session> {
   void terminate(const char* sqlstate, std::string message);
   // Closes both sockets now; for clients that stopped reading.
   void abort();
+  // A new routing view. A session whose server connection belongs to an older epoch ends:
+  // at once with 08006 when its backend is no longer usable, after drain_timeout with 57P01
+  // when traffic was moved away from a healthy backend. Call on the worker's thread.
+  void on_route_changed(const router::routing_view& view);
 
   std::uint64_t id() const { return id_; }
   const std::string& backend_name() const { return backend_name_; }
@@ -68,16 +72,40 @@ class session : public std::enable_shared_from_this<session> {
     std::uint64_t bytes = 0;
   };
 
+  // What one attempt to reach the active backend came to. sign_of_death: the server is
+  // unreachable or going away, nothing of the client's went beyond its startup packet, and
+  // the attempt may be repeated where the router points next; last_failure_ says why.
+  enum class attempt_result { ok, failed, sign_of_death };
+  // After a failed attempt: try again once the epoch moved away from `epoch`, or at `at`.
+  struct retry_point {
+    std::uint64_t epoch = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+
   net::awaitable<void> run();
   net::awaitable<bool> read_first_packet();
   net::awaitable<void> forward_cancel(protocol::cancel_key key);
   // Sends a CancelRequest for `target`'s server connection; false when it could not.
   net::awaitable<bool> send_cancel(const cancel_target& target);
   net::awaitable<bool> connect_backend();
-  // Waits until the router names an active backend and traffic is not paused, or until
-  // connect_timeout (pause_timeout while paused); returns the last view either way.
-  net::awaitable<router::routing_view_ptr> wait_for_route();
-  net::awaitable<bool> connect_endpoint(const config::backend_config& backend);
+  // Waits until the router names an active backend, traffic is not paused and (after a
+  // failed attempt) the router moved on or the retry time came; gives up at connect_timeout
+  // from `begin` (pause_timeout while paused). Returns the last view either way.
+  net::awaitable<router::routing_view_ptr> wait_for_route(
+      std::chrono::steady_clock::time_point begin, std::optional<retry_point> retry);
+  // False, with the client's error queued, when `view` gives the client nowhere to go.
+  bool is_usable_route(const router::routing_view& view,
+                       std::chrono::steady_clock::time_point begin, bool has_failed);
+  // Connects, sends the startup packet and reads the server's first answer, all bounded by
+  // one attempt's deadline.
+  net::awaitable<attempt_result> attempt_login(const config::backend_config& backend,
+                                               std::chrono::steady_clock::time_point begin);
+  void arm_connect_timer(std::chrono::steady_clock::time_point at);
+  net::awaitable<attempt_result> connect_endpoint(const config::backend_config& backend);
+  net::awaitable<attempt_result> send_startup(const config::backend_config& backend);
+  net::awaitable<attempt_result> read_first_answer();
+  // terminate() without a message of its own: fail() was called already.
+  void terminate_now();
   net::awaitable<void> relay();
   net::awaitable<pump_end> pump_client_to_server();
   net::awaitable<pump_end> pump_server_to_client();
@@ -105,6 +133,7 @@ class session : public std::enable_shared_from_this<session> {
   stream_socket server_;
   net::steady_timer startup_timer_;
   net::steady_timer connect_timer_;
+  net::steady_timer drain_timer_;  // a planned switch: end the session after drain_timeout
   net::cancellation_signal client_read_cancel_;
   net::cancellation_signal server_read_cancel_;
   net::cancellation_signal server_write_cancel_;
@@ -113,6 +142,9 @@ class session : public std::enable_shared_from_this<session> {
   protocol::cancel_key client_key_;
   bool key_registered_ = false;
   std::string backend_name_;
+  std::size_t backend_index_ = 0;  // in cfg_->backends
+  std::string last_failure_;       // why the last attempt to reach the server failed
+  bool is_draining_ = false;
   std::string backend_address_;
   std::uint64_t epoch_ = 0;
   std::string server_host_;  // numeric address or socket path: where cancels go

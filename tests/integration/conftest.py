@@ -12,9 +12,9 @@ from pgfixture import Cluster, Proxy, backend_entry
 TRUST_USER = "pgf_trust"
 
 
-def make_cluster(name="pg", hba_lines=(), settings=None):
+def make_cluster(name="pg", hba_lines=(), settings=None, password=None):
     cluster = Cluster(hba_lines=["host all %s 127.0.0.1/32 trust" % TRUST_USER] + list(hba_lines),
-                      settings=settings, name=name)
+                      settings=settings, name=name, password=password)
     try:
         cluster.init().start()
         cluster.psql("CREATE ROLE %s LOGIN" % TRUST_USER)
@@ -48,10 +48,18 @@ def cluster_factory():
     """Servers a test may break (kill -9, stop -m immediate) without harming the others."""
     made = []
 
-    def make(name="pg", hba_lines=(), settings=None):
-        made.append(make_cluster(name, hba_lines, settings))
+    def make(name="pg", hba_lines=(), settings=None, password=None):
+        made.append(make_cluster(name, hba_lines, settings, password))
         return made[-1]
 
+    def make_standby(primary, name="standby"):
+        """A streaming standby of primary, started and caught up."""
+        standby = Cluster(name=name).init_standby_of(primary)
+        made.append(standby)
+        standby.start()
+        return standby
+
+    make.standby = make_standby
     yield make
     for cluster in made:
         cluster.destroy()

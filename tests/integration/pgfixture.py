@@ -137,9 +137,9 @@ class Cluster:
     settings are extra postgresql.conf lines.
     """
 
-    def __init__(self, hba_lines=(), settings=None, name="pg"):
+    def __init__(self, hba_lines=(), settings=None, name="pg", password=None):
         self.name = name
-        self.password = "pw-" + secrets.token_hex(8)
+        self.password = password or "pw-" + secrets.token_hex(8)
         self.hba_lines = list(hba_lines)
         self.settings = dict(settings or {})
         self.base = tempfile.mkdtemp(prefix="pgf-%s-" % name)
@@ -165,6 +165,31 @@ class Cluster:
             "--locale=C", "--no-sync"]), timeout=120)
         os.unlink(pwfile)
         self.write_hba()
+        return self
+
+    def init_standby_of(self, primary):
+        """A streaming-replication standby of `primary` (which must run and let the
+        superuser in for replication), made with pg_basebackup -R. Same password."""
+        os.mkdir(self.socket_dir)
+        if self._owner:
+            chown_tree(self.base, self._owner)
+        env = dict(os.environ, PGPASSWORD=primary.password)
+        result = subprocess.run(
+            as_server_user([PG_BIN + "/pg_basebackup", "-h", "127.0.0.1", "-p",
+                            str(primary.port), "-U", SUPERUSER, "-D", self.data, "-R",
+                            "-X", "stream", "--no-sync"]),
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError("pg_basebackup failed: %s" % result.stdout)
+        # _write_conf rewrites postgresql.auto.conf, where -R put primary_conninfo.
+        with open(os.path.join(self.data, "postgresql.auto.conf")) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "primary_conninfo":
+                    self.settings["primary_conninfo"] = value.strip()
+        self.password = primary.password
+        self.hba_lines = list(primary.hba_lines)
         return self
 
     def write_hba(self):

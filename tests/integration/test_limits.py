@@ -247,9 +247,13 @@ def test_stopped_server_gets_an_idle_client_08006(cluster_factory, proxy_factory
         cluster.stop_immediate()
 
         # An immediate shutdown sends only a WARNING (57P01) before the server goes away;
-        # the error comes from the proxy.
+        # the error comes from the proxy. When the health checks mark the backend down
+        # before the relay has read the WARNING, the session ends on the router's word
+        # and the WARNING is not relayed.
         seen = client.read_until((b"E",))
-        assert [kind for kind, _ in seen[:-1]] == [b"N"]
-        assert error_fields(seen[0][1])["C"] == "57P01"
+        assert [kind for kind, _ in seen[:-1]] in ([b"N"], [])
+        if len(seen) == 2:
+            assert error_fields(seen[0][1])["C"] == "57P01"
         assert error_fields(seen[-1][1])["C"] == "08006"
+        assert "backend pg1" in error_fields(seen[-1][1])["M"]
         assert client.expect_closed()
