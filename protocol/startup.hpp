@@ -33,8 +33,8 @@ struct startup_message {
 
   // The value of parameter `name`, or nullptr.
   const std::string* find(std::string_view name) const;
-  const std::string& user() const;      // validated non-empty by the parser
-  std::string_view database() const;    // defaults to the user name, as in PostgreSQL
+  const std::string& user() const;    // validated non-empty by the parser
+  std::string_view database() const;  // defaults to the user name, as in PostgreSQL
 };
 
 struct cancel_key {

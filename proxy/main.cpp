@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "proxy/config/config.hpp"
 #include "proxy/log.hpp"

@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,7 +12,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "health/checker.hpp"
 #include "protocol/constants.hpp"
@@ -159,8 +159,7 @@ void server::impl::for_each_session(std::function<void(session::session&)> fn) {
 net::awaitable<bool> server::impl::wait_for_sessions(std::chrono::milliseconds limit) {
   net::steady_timer tick(control);
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (ctx.client_count.load() > 0 && std::chrono::steady_clock::now() < deadline &&
-         !stop_now) {
+  while (ctx.client_count.load() > 0 && std::chrono::steady_clock::now() < deadline && !stop_now) {
     tick.expires_after(20ms);
     co_await tick.async_wait(net::as_tuple(net::use_awaitable));
   }

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# pgfailover in five minutes: builds the proxy, starts a throwaway PostgreSQL on a free port,
-# puts pgfailover in front of it with conf/demo.toml, and drives pgbench through the proxy.
-# Everything it starts is stopped again on exit, on Ctrl-C and on SIGTERM.
+# pgfailover in five minutes: builds the proxy, starts a throwaway PostgreSQL primary and a
+# streaming-replication standby of it on free ports, puts pgfailover in front of both with
+# conf/demo.toml, drives pgbench through the proxy, and kills the primary halfway
+# (pg_ctl stop -m immediate). It prints when the proxy switched to the standby, how long
+# that took and how many transactions failed. Everything it starts is stopped again on
+# exit, on Ctrl-C and on SIGTERM.
 #
 #   scripts/demo.sh            # as a normal user with sudo, or as root
-#   KEEP_DEMO_DIR=1 scripts/demo.sh   # keep the logs and data folder afterwards
+#   KEEP_DEMO_DIR=1 scripts/demo.sh   # keep the logs and data folders afterwards
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +15,12 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/pgcluster.sh"
 
 say() { printf '\n== %s\n' "$*"; }
+# Seconds since the epoch with milliseconds, and the same for a pgfailover log timestamp.
+now() { date +%s.%3N; }
+log_time() { date -d "$1" +%s.%3N; }
+
+ROUNDS=${ROUNDS:-20}
+KILL_ROUND=$((ROUNDS / 2 + 1))
 
 work=""
 proxy_pid=""
@@ -23,7 +32,8 @@ cleanup() {
     wait "$proxy_pid" 2>/dev/null || true
   fi
   if [ -n "$work" ]; then
-    pg_cluster_stop "$work"
+    pg_cluster_stop "$work/standby"
+    pg_cluster_stop "$work/primary"
     if [ "${KEEP_DEMO_DIR:-0}" = 1 ]; then
       echo "demo files kept in $work"
     else
@@ -44,15 +54,19 @@ bin=$(build_release "$root")
 
 work=$(mktemp -d /tmp/pgfailover-demo.XXXXXX)
 chmod 755 "$work"
+mkdir "$work/primary" "$work/standby"
 
 DEMO_PG_PORT=$(free_port)
-say "starting PostgreSQL 15 on 127.0.0.1:$DEMO_PG_PORT (data in $work/data)"
-pg_cluster_start "$work" "$DEMO_PG_PORT"
+say "starting PostgreSQL 15 primary on 127.0.0.1:$DEMO_PG_PORT"
+pg_cluster_start "$work/primary" "$DEMO_PG_PORT"
+DEMO_STANDBY_PORT=$(free_port)
+say "starting its streaming standby (pg_basebackup) on 127.0.0.1:$DEMO_STANDBY_PORT"
+pg_cluster_standby "$work/standby" "$DEMO_STANDBY_PORT" "$DEMO_PG_PORT"
 
 PGFAILOVER_PORT=$(free_port)
 PGFAILOVER_ADMIN_PORT=$(free_port)
 PGFAILOVER_STATE_FILE="$work/pgfailover.state"
-export DEMO_PG_PORT PGFAILOVER_PORT PGFAILOVER_ADMIN_PORT PGFAILOVER_STATE_FILE
+export DEMO_PG_PORT DEMO_STANDBY_PORT PGFAILOVER_PORT PGFAILOVER_ADMIN_PORT PGFAILOVER_STATE_FILE
 
 say "starting pgfailover run -c conf/demo.toml on 127.0.0.1:$PGFAILOVER_PORT"
 "$bin" check-config "$root/conf/demo.toml" >/dev/null
@@ -63,39 +77,69 @@ if ! listen_port=$(wait_for_listening "$work/pgfailover.log" "$proxy_pid" 20); t
   cat "$work/pgfailover.log" >&2
   exit 1
 fi
-if [ "$listen_port" != "$PGFAILOVER_PORT" ]; then
-  echo "pgfailover listens on $listen_port, expected $PGFAILOVER_PORT" >&2
-  exit 1
-fi
 
 # From here on every client talks to the proxy, never to PostgreSQL directly.
 export PGHOST=127.0.0.1 PGPORT=$PGFAILOVER_PORT PGUSER=postgres PGDATABASE=postgres
+export PGCONNECT_TIMEOUT=10
 unset PGPASSWORD PGSERVICE PGOPTIONS
 
 say "pgbench -i -s 5 through the proxy"
 pgbench -i -s 5 -q
 
-say "pgbench -c 8 -j 2 -T 10 -P 2 through the proxy"
-bench_out="$work/pgbench.out"
-timeout 60 pgbench -c 8 -j 2 -T 10 -P 2 2>&1 | tee "$bench_out"
+backend_of() {
+  local port
+  port=$(psql -X -A -t -c "SELECT inet_server_port()" 2>/dev/null) || port="?"
+  case "$port" in
+    "$DEMO_PG_PORT") echo primary ;;
+    "$DEMO_STANDBY_PORT") echo standby ;;
+    *) echo "none ($port)" ;;
+  esac
+}
 
-say "who answers on the proxy's port?"
-psql -X -c "SELECT inet_server_port() AS backend_port, current_user, version()"
-backend_port=$(psql -X -A -t -c "SELECT inet_server_port()")
+say "$ROUNDS one-second rounds of pgbench -C -c 4 -j 2 (a new connection per transaction); the primary is killed during round $KILL_ROUND"
+printf '%6s %8s %8s %8s  %s\n' round tps done failed "backend after the round"
+total_done=0
+total_failed=0
+kill_at=""
+for round in $(seq "$ROUNDS"); do
+  if [ "$round" = "$KILL_ROUND" ]; then
+    (
+      sleep 0.5
+      now >"$work/kill_at"
+      as_pg_user "$PG_BIN/pg_ctl" -D "$work/primary/data" stop -m immediate >/dev/null 2>&1
+    ) &
+  fi
+  out=$(timeout 60 pgbench -n -C -c 4 -j 2 -T 1 2>&1) || true
+  done_=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+  # pgbench ends a client whose transaction or connection fails; each is one failure.
+  failed=$(grep -c 'aborted' <<<"$out" || true)
+  total_done=$((total_done + ${done_:-0}))
+  total_failed=$((total_failed + failed))
+  printf '%6s %8.0f %8s %8s  %s\n' "$round" "${tps:-0}" "${done_:-0}" "$failed" "$(backend_of)"
+done
+wait
+kill_at=$(cat "$work/kill_at")
 
-tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$bench_out" | head -1)
-processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' \
-  "$bench_out")
-failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$bench_out")
-warnings=$(grep -c '\] \[warning\] ' "$work/pgfailover.log" || true)
+say "what the proxy logged about it"
+grep -E '\] \[(warning|info)\] (backend (down|up|changed)|switch |promotion|backend route state)' \
+  "$work/pgfailover.log" | sed 's/^/  /' || true
 
+switch_line=$(grep -E '\] \[warning\] switch from=primary ' "$work/pgfailover.log" | head -1 || true)
+promoted_line=$(grep -E '\] \[warning\] switch from=[a-z]+ to=standby ' "$work/pgfailover.log" |
+  head -1 || true)
 say "summary"
-cat <<EOF
-PostgreSQL          127.0.0.1:$DEMO_PG_PORT
-pgfailover          127.0.0.1:$PGFAILOVER_PORT (admin 127.0.0.1:$PGFAILOVER_ADMIN_PORT)
-backend seen by the clients through the proxy: port $backend_port$(
-  [ "$backend_port" = "$DEMO_PG_PORT" ] && echo " (the PostgreSQL above: the proxy is in between)")
-pgbench TPC-B for 10 s, 8 clients: ${processed:-?} transactions, ${failed:-?} failed, ${tps:-?} tps
-pgfailover log: $(wc -l <"$work/pgfailover.log") lines, ${warnings} warnings
-EOF
-[ "$backend_port" = "$DEMO_PG_PORT" ] && [ "${failed:-1}" = 0 ]
+echo "primary   127.0.0.1:$DEMO_PG_PORT (killed during round $KILL_ROUND)"
+echo "standby   127.0.0.1:$DEMO_STANDBY_PORT (promoted by the proxy with SELECT pg_promote())"
+echo "pgfailover 127.0.0.1:$PGFAILOVER_PORT"
+if [ -n "$promoted_line" ]; then
+  serving_at=$(log_time "$(sed 's/^\[\([^]]*\)\].*/\1/' <<<"$promoted_line")")
+  left_at=$(log_time "$(sed 's/^\[\([^]]*\)\].*/\1/' <<<"$switch_line")")
+  awk -v k="$kill_at" -v l="$left_at" -v s="$serving_at" 'BEGIN {
+    printf "primary left %.0f ms after the kill; standby promoted and serving %.0f ms after the kill\n",
+      (l - k) * 1000, (s - k) * 1000 }'
+else
+  echo "the proxy did not switch to the standby (see $work/pgfailover.log)"
+fi
+echo "transactions: $total_done committed, $total_failed failed (in flight when the primary died)"
+[ -n "$promoted_line" ] && [ "$(backend_of)" = standby ]

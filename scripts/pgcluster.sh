@@ -62,6 +62,23 @@ EOF
     >/dev/null </dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
 }
 
+# pg_cluster_standby DIR PORT PRIMARY_PORT: a streaming-replication standby of the server
+# on PRIMARY_PORT, copied with pg_basebackup -R into DIR/data and started on 127.0.0.1:PORT.
+pg_cluster_standby() {
+  local dir=$1 port=$2 primary_port=$3
+  if [ "$(id -u)" -eq 0 ]; then
+    chown "$PGCLUSTER_OS_USER:" "$dir"
+  fi
+  as_pg_user "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
+    -D "$dir/data" -R -X stream --no-sync >"$dir/basebackup.log" 2>&1 ||
+    { cat "$dir/basebackup.log" >&2; return 1; }
+  # The copied settings name the primary's port and socket folder; later lines win.
+  printf "port = %s\nunix_socket_directories = '%s'\n" "$port" "$dir" |
+    as_pg_user tee -a "$dir/data/postgresql.auto.conf" >/dev/null
+  as_pg_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start \
+    >/dev/null </dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
+}
+
 # pg_cluster_stop DIR: fast shutdown by the postmaster's PID, immediate after 20 s, then
 # SIGKILL. Quiet and harmless when nothing runs.
 pg_cluster_stop() {

@@ -61,8 +61,7 @@ class admin_actions {
 
   // POST /switchover: a planned switch to `to`, draining first unless `force`.
   virtual boost::asio::awaitable<action_result> switchover(std::string to, bool force,
-                                                           std::string reason,
-                                                           std::string who) = 0;
+                                                           std::string reason, std::string who) = 0;
 
   // POST /backends/NAME/disable and /enable (enable also unfences).
   virtual action_result disable(std::string name, std::string reason, std::string who) = 0;

@@ -10,6 +10,8 @@
 #include <list>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -19,8 +21,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 namespace pgf::admin {
 
@@ -100,7 +100,9 @@ constexpr std::array<fixed_route, 9> fixed_routes{{
     {"/reload", route_kind::reload, http::verb::post},
 }};
 
-std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
 
 std::optional<route> match_backend_route(std::string_view path) {
   constexpr std::string_view prefix = "/backends/";
@@ -272,8 +274,8 @@ void log_action(const std::string& who, std::string_view path, std::string_view 
                 const response& res) {
   auto code = res.result_int();
   if (code >= 200 && code < 300) {
-    spdlog::info("admin_action who={} path={:?} reason={:?} status={} result=ok", who, path,
-                 reason, code);
+    spdlog::info("admin_action who={} path={:?} reason={:?} status={} result=ok", who, path, reason,
+                 code);
     return;
   }
   // The error text is the body's "error" member; the body is small and ours.
@@ -284,8 +286,8 @@ void log_action(const std::string& who, std::string_view path, std::string_view 
       body.get_object().at("error").is_string()) {
     error = std::string(body.get_object().at("error").get_string());
   }
-  spdlog::warn("admin_action who={} path={:?} reason={:?} status={} result=refused error={:?}",
-               who, path, reason, code, error);
+  spdlog::warn("admin_action who={} path={:?} reason={:?} status={} result=refused error={:?}", who,
+               path, reason, code, error);
 }
 
 void log_coroutine_failure(std::exception_ptr failure) {
@@ -325,8 +327,7 @@ struct admin_server::state : std::enable_shared_from_this<state> {
   static net::awaitable<void> serve(std::shared_ptr<state> self, tcp::socket socket);
   net::awaitable<response> handle(const request& req, const std::string& who);
   response answer_get(const route& r, unsigned version);
-  net::awaitable<response> answer_post(const route& r, const request& req,
-                                       const std::string& who);
+  net::awaitable<response> answer_post(const route& r, const request& req, const std::string& who);
   net::awaitable<action_result> run_action(const route& r, action_fields fields,
                                            const std::string& who);
   net::awaitable<void> answer_read_error(beast::tcp_stream& stream,
@@ -381,8 +382,8 @@ class stream_registration {
   std::list<beast::tcp_stream*>::iterator it_;
 };
 
-net::awaitable<void> serve_connection(std::shared_ptr<admin_server::state> self,
-                                      tcp::socket socket, connection_slot slot);
+net::awaitable<void> serve_connection(std::shared_ptr<admin_server::state> self, tcp::socket socket,
+                                      connection_slot slot);
 
 // Reads and drops what the client still sends after an error answer, within bounds.
 net::awaitable<void> linger(beast::tcp_stream& stream) {
@@ -432,8 +433,8 @@ net::awaitable<void> admin_server::state::accept_loop(std::shared_ptr<state> sel
 
 namespace {
 
-net::awaitable<void> serve_connection(std::shared_ptr<admin_server::state> self,
-                                      tcp::socket socket, connection_slot /*held*/) {
+net::awaitable<void> serve_connection(std::shared_ptr<admin_server::state> self, tcp::socket socket,
+                                      connection_slot /*held*/) {
   boost::system::error_code ec;
   auto remote = socket.remote_endpoint(ec);
   auto who = "admin:" + (ec ? std::string("unknown") : format_endpoint(remote));
@@ -513,8 +514,7 @@ net::awaitable<void> admin_server::state::answer_read_error(
   }
 }
 
-net::awaitable<response> admin_server::state::handle(const request& req,
-                                                     const std::string& who) {
+net::awaitable<response> admin_server::state::handle(const request& req, const std::string& who) {
   auto version = req.version();
   auto matched = match_route(req.target());
   if (!matched) {
@@ -599,8 +599,7 @@ net::awaitable<response> admin_server::state::answer_post(const route& r, const 
   co_return res;
 }
 
-net::awaitable<action_result> admin_server::state::run_action(const route& r,
-                                                              action_fields fields,
+net::awaitable<action_result> admin_server::state::run_action(const route& r, action_fields fields,
                                                               const std::string& who) {
   switch (r.kind) {
     case route_kind::switchover:
@@ -621,11 +620,13 @@ net::awaitable<action_result> admin_server::state::run_action(const route& r,
   }
 }
 
-admin_server::admin_server(net::io_context& io, admin_actions& actions,
-                           metrics::metrics& metrics, admin_server_options options)
+admin_server::admin_server(net::io_context& io, admin_actions& actions, metrics::metrics& metrics,
+                           admin_server_options options)
     : state_(std::make_shared<state>(io, actions, metrics, std::move(options))) {}
 
-admin_server::~admin_server() { close(); }
+admin_server::~admin_server() {
+  close();
+}
 
 void admin_server::open() {
   auto& s = *state_;
@@ -653,8 +654,8 @@ void admin_server::open() {
     s.acceptor.listen(net::socket_base::max_listen_connections, ec);
   }
   if (ec) {
-    throw std::runtime_error(fmt::format("cannot listen on admin address {}: {}", address,
-                                         ec.message()));
+    throw std::runtime_error(
+        fmt::format("cannot listen on admin address {}: {}", address, ec.message()));
   }
   s.port = s.acceptor.local_endpoint().port();
   spdlog::info("admin_listening address={} token={}", format_endpoint(s.acceptor.local_endpoint()),
@@ -675,8 +676,12 @@ void admin_server::close() {
   }
 }
 
-std::uint16_t admin_server::port() const { return state_->port; }
+std::uint16_t admin_server::port() const {
+  return state_->port;
+}
 
-std::size_t admin_server::connection_count() const { return state_->open_connections.load(); }
+std::size_t admin_server::connection_count() const {
+  return state_->open_connections.load();
+}
 
 }  // namespace pgf::admin

@@ -3,14 +3,14 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "proxy/session/session.hpp"
 
@@ -27,8 +27,8 @@ void listener::open(const config::proxy_settings& settings) {
   auto host = settings.listen.host == "*" ? std::string("0.0.0.0") : settings.listen.host;
   tcp::resolver resolver(control_);
   boost::system::error_code ec;
-  auto results = resolver.resolve(host, std::to_string(settings.listen.port),
-                                  tcp::resolver::passive, ec);
+  auto results =
+      resolver.resolve(host, std::to_string(settings.listen.port), tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     throw std::runtime_error(fmt::format("cannot resolve listen address {}: {}", host,
                                          ec ? ec.message() : "no address"));
@@ -87,8 +87,7 @@ net::awaitable<void> listener::accept_loop(Acceptor& acceptor, std::string label
   net::steady_timer backoff(control_);
   while (acceptor.is_open()) {
     auto& w = next_worker();
-    auto [ec, socket] =
-        co_await acceptor.async_accept(w.io(), net::as_tuple(net::use_awaitable));
+    auto [ec, socket] = co_await acceptor.async_accept(w.io(), net::as_tuple(net::use_awaitable));
     if (ec == net::error::operation_aborted || !acceptor.is_open()) {
       break;
     }

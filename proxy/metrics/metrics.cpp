@@ -285,8 +285,7 @@ void metrics::set_active_backend(std::optional<std::string_view> name) {
   }
 }
 
-void metrics::count_failover(std::string_view from, std::string_view to,
-                             std::string_view reason) {
+void metrics::count_failover(std::string_view from, std::string_view to, std::string_view reason) {
   families_->failovers
       .Add({{"from", std::string(from)}, {"to", std::string(to)}, {"reason", std::string(reason)}})
       .Increment();

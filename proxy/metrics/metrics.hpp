@@ -122,7 +122,9 @@ class metrics {
   void count_failover(std::string_view from, std::string_view to, std::string_view reason);
   // From the first failed probe to the first transaction served by the new backend.
   void observe_failover_duration(seconds elapsed) { failover_duration_->Observe(elapsed.count()); }
-  void count_hook_run(hook_result result) { hook_runs_[static_cast<std::size_t>(result)]->Increment(); }
+  void count_hook_run(hook_result result) {
+    hook_runs_[static_cast<std::size_t>(result)]->Increment();
+  }
   // An ErrorResponse the proxy itself sent to a client, counted by its SQLSTATE's class
   // (the first two characters); a malformed code counts as class "other".
   void count_client_error(std::string_view sqlstate);

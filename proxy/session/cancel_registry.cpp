@@ -11,8 +11,7 @@ protocol::cancel_key cancel_registry::issue() {
   // possible only after 2^31 connections and is caught by the secret check in find().
   auto pid = next_pid_.fetch_add(1, std::memory_order_relaxed) & 0x7fffffffu;
   key.process_id = static_cast<std::int32_t>(pid == 0 ? 1 : pid);
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(&key.secret_key), sizeof key.secret_key) !=
-      1) {
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&key.secret_key), sizeof key.secret_key) != 1) {
     // OpenSSL's generator failing means the process cannot make unguessable keys; a
     // predictable secret would let anyone cancel other clients' queries.
     throw std::runtime_error("cannot generate a random cancel key");

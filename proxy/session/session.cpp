@@ -1,8 +1,15 @@
 // Session mode: one client, one server connection, relayed until either side ends.
+//
+// GCC 12 and coroutines: every co_await here is a statement of its own, and its result is
+// taken through a structured binding (`auto [ec, n] = co_await ...`). `std::tie(ec, n) =
+// co_await ...` inside a branch, and co_await inside && or ||, were miscompiled: the frame
+// was resumed at a wild address once the read completed.
 #include "proxy/session/session.hpp"
 
 #include <cstring>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,8 +21,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "protocol/constants.hpp"
 
@@ -64,8 +69,11 @@ std::string describe_error(const boost::system::error_code& ec) {
 proto::byte_buffer fatal(const char* sqlstate, std::string_view message,
                          std::string_view detail = {}) {
   proto::byte_buffer out;
-  proto::append_error_response(
-      out, {.severity = "FATAL", .sqlstate = sqlstate, .message = message, .detail = detail, .hint = {}});
+  proto::append_error_response(out, {.severity = "FATAL",
+                                     .sqlstate = sqlstate,
+                                     .message = message,
+                                     .detail = detail,
+                                     .hint = {}});
   return out;
 }
 
@@ -97,16 +105,18 @@ session::~session() {
 
 void session::start(proxy_context& ctx, worker& w, stream_socket client, std::string peer) {
   auto s = std::make_shared<session>(ctx, w, std::move(client), std::move(peer));
-  net::co_spawn(w.io(), [s]() { return s->run(); }, [s](std::exception_ptr e) {
-    if (!e) {
-      return;
-    }
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("session_error {} error=\"{}\"", s->fields(), ex.what());
-    }
-  });
+  net::co_spawn(
+      w.io(), [s]() { return s->run(); },
+      [s](std::exception_ptr e) {
+        if (!e) {
+          return;
+        }
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("session_error {} error=\"{}\"", s->fields(), ex.what());
+        }
+      });
 }
 
 std::string session::fields() const {
@@ -138,8 +148,8 @@ net::awaitable<void> session::run() {
 net::awaitable<bool> session::read_first_packet() {
   for (int negotiations = 0;; ++negotiations) {
     std::array<std::uint8_t, 4> prefix;
-    auto [ec, n] = co_await net::async_read(client_, net::buffer(prefix),
-                                            bound(client_read_cancel_));
+    auto [ec, n] =
+        co_await net::async_read(client_, net::buffer(prefix), bound(client_read_cancel_));
     if (ec) {
       end_reason_ = stopping_ ? end_reason_ : "client closed before startup";
       co_return false;
@@ -201,8 +211,8 @@ net::awaitable<void> session::forward_cancel(proto::cancel_key key) {
     co_return;
   }
   bool is_sent = co_await send_cancel(*target);
-  spdlog::debug("cancel_forwarded session=c{} peer={} server={} ok={}", id_, peer_,
-                target->host, is_sent);
+  spdlog::debug("cancel_forwarded session=c{} peer={} server={} ok={}", id_, peer_, target->host,
+                is_sent);
 }
 
 net::awaitable<bool> session::send_cancel(const cancel_target& target) {
@@ -211,14 +221,16 @@ net::awaitable<bool> session::send_cancel(const cancel_target& target) {
   stream_socket sock(client_.get_executor());
   boost::system::error_code ec;
   if (target.host.starts_with('/')) {
-    std::tie(ec) = co_await sock.async_connect(
-        net::local::stream_protocol::endpoint(target.host), as_value);
+    auto [connect_ec] =
+        co_await sock.async_connect(net::local::stream_protocol::endpoint(target.host), as_value);
+    ec = connect_ec;
   } else {
     auto address = net::ip::make_address(target.host, ec);
     if (ec) {
       co_return false;
     }
-    std::tie(ec) = co_await sock.async_connect(tcp::endpoint(address, target.port), as_value);
+    auto [connect_ec] = co_await sock.async_connect(tcp::endpoint(address, target.port), as_value);
+    ec = connect_ec;
   }
   if (ec) {
     co_return false;
@@ -278,8 +290,7 @@ net::awaitable<bool> session::connect_backend() {
 
     auto result = co_await attempt_login(backend, begin);
     if (result == attempt_result::ok) {
-      spdlog::debug("backend_connected {} address={} epoch={}", fields(), backend_address_,
-                    epoch_);
+      spdlog::debug("backend_connected {} address={} epoch={}", fields(), backend_address_, epoch_);
       co_return true;
     }
     if (result == attempt_result::failed || stopping_) {
@@ -355,8 +366,8 @@ net::awaitable<session::attempt_result> session::attempt_login(
   // One attempt may not eat the whole connect_timeout: a black-holed or frozen server is
   // given about as long as a health probe would give it, so the retry can follow the
   // router's decision instead of waiting on a server that will never answer.
-  auto attempt_limit = std::clamp(2 * cfg_->health.timeout, min_attempt_timeout,
-                                  cfg_->proxy.connect_timeout);
+  auto attempt_limit =
+      std::clamp(2 * cfg_->health.timeout, min_attempt_timeout, cfg_->proxy.connect_timeout);
   auto attempt_end = std::min(std::chrono::steady_clock::now() + attempt_limit,
                               begin + cfg_->proxy.connect_timeout);
   arm_connect_timer(attempt_end);
@@ -401,8 +412,9 @@ net::awaitable<session::attempt_result> session::connect_endpoint(
   server_.close(close_ec);
   if (endpoint.host.starts_with('/')) {
     auto path = fmt::format("{}/.s.PGSQL.{}", endpoint.host, endpoint.port);
-    std::tie(ec) = co_await server_.async_connect(net::local::stream_protocol::endpoint(path),
-                                                  bound(server_read_cancel_));
+    auto [connect_ec] = co_await server_.async_connect(net::local::stream_protocol::endpoint(path),
+                                                       bound(server_read_cancel_));
+    ec = connect_ec;
     server_host_ = path;
     backend_address_ = path;
   } else {
@@ -418,7 +430,9 @@ net::awaitable<session::attempt_result> session::connect_endpoint(
         break;
       }
       server_.close(close_ec);
-      std::tie(ec) = co_await server_.async_connect(entry.endpoint(), bound(server_read_cancel_));
+      auto [connect_ec] =
+          co_await server_.async_connect(entry.endpoint(), bound(server_read_cancel_));
+      ec = connect_ec;
       if (!ec) {
         server_host_ = entry.endpoint().address().to_string();
         server_port_ = entry.endpoint().port();
@@ -452,8 +466,8 @@ net::awaitable<session::attempt_result> session::send_startup(
   }
   proto::byte_buffer packet;
   proto::append_startup_message(packet, params);
-  auto [ec, n] = co_await net::async_write(server_, net::buffer(packet),
-                                           bound(server_write_cancel_));
+  auto [ec, n] =
+      co_await net::async_write(server_, net::buffer(packet), bound(server_write_cancel_));
   if (stopping_) {
     co_return attempt_result::failed;
   }
@@ -478,9 +492,9 @@ net::awaitable<session::attempt_result> session::read_first_answer() {
       char type = 0;
       std::uint32_t length = 0;
       std::string_view reason;
-      bool is_valid = proto::decode_header({d.buffer.data(), d.end},
-                                           std::numeric_limits<std::uint32_t>::max(), type,
-                                           length, reason);
+      bool is_valid =
+          proto::decode_header({d.buffer.data(), d.end}, std::numeric_limits<std::uint32_t>::max(),
+                               type, length, reason);
       const std::size_t size = std::size_t{length} + 1;
       if (!is_valid || type != 'E' || size > d.buffer.size()) {
         co_return attempt_result::ok;
@@ -530,8 +544,8 @@ void session::on_route_changed(const router::routing_view& view) {
     auto why = mine == nullptr ? std::string("removed from the configuration") : mine->why_not;
     bool is_outcome_unknown = transaction_status_ != 'I' || requests_pending_ > 0;
     fail(proto::sqlstate::connection_failure,
-         fmt::format("backend {} is no longer usable ({}); closing this connection",
-                     backend_name_, why),
+         fmt::format("backend {} is no longer usable ({}); closing this connection", backend_name_,
+                     why),
          is_outcome_unknown ? "The outcome of the transaction in progress is unknown." : "");
     terminate_now();
     return;
@@ -652,37 +666,16 @@ net::awaitable<session::pump_end> session::pump_server_to_client() {
     if (relay_stop_) {
       co_return pump_end::stopped;
     }
-    boost::system::error_code ec;
-    std::size_t n = 0;
     if (!has_unread) {
-      // One co_await per statement: GCC 12 miscompiles co_await inside a conditional.
-      std::tie(ec, n) = co_await server_.async_read_some(
-          net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end), bound(server_read_cancel_));
+      auto [ec, n] = co_await server_.async_read_some(
+          net::buffer(d.buffer.data() + d.end, d.buffer.size() - d.end),
+          bound(server_read_cancel_));
+      if (ec) {
+        co_return on_server_read_error(ec);
+      }
+      d.end += n;
     }
     has_unread = false;
-    if (ec) {
-      if (relay_stop_ && ec == net::error::operation_aborted) {
-        co_return pump_end::stopped;
-      }
-      stop_relay();
-      // A server connection lost under a client: probe the backend now (fall still counts).
-      if (ctx_.report_sign_of_death) {
-        ctx_.report_sign_of_death(backend_index_);
-      }
-      if (!last_server_error_fatal_) {
-        // The server said nothing before it went away: the client must be told that its
-        // connection is gone and that an in-flight transaction's outcome is unknown.
-        fail(proto::sqlstate::connection_failure,
-             fmt::format("server connection to backend {} lost: {}", backend_name_,
-                         describe_error(ec)),
-             transaction_status_ == 'I' ? ""
-                                        : "The outcome of the transaction in progress is unknown.");
-      } else {
-        end_reason_ = "server sent FATAL and closed";
-      }
-      co_return pump_end::server_closed;
-    }
-    d.end += n;
 
     std::size_t pos = 0;
     for (;;) {
@@ -714,6 +707,28 @@ net::awaitable<session::pump_end> session::pump_server_to_client() {
     std::memmove(d.buffer.data(), d.buffer.data() + pos, d.end - pos);
     d.end -= pos;
   }
+}
+
+session::pump_end session::on_server_read_error(const boost::system::error_code& ec) {
+  if (relay_stop_ && ec == net::error::operation_aborted) {
+    return pump_end::stopped;
+  }
+  stop_relay();
+  // A server connection lost under a client: probe the backend now (fall still counts).
+  if (ctx_.report_sign_of_death) {
+    ctx_.report_sign_of_death(backend_index_);
+  }
+  if (last_server_error_fatal_) {
+    end_reason_ = "server sent FATAL and closed";
+    return pump_end::server_closed;
+  }
+  // The server said nothing before it went away: the client must be told that its
+  // connection is gone and that an in-flight transaction's outcome is unknown.
+  bool is_outcome_unknown = transaction_status_ != 'I' || requests_pending_ > 0;
+  fail(proto::sqlstate::connection_failure,
+       fmt::format("server connection to backend {} lost: {}", backend_name_, describe_error(ec)),
+       is_outcome_unknown ? "The outcome of the transaction in progress is unknown." : "");
+  return pump_end::server_closed;
 }
 
 void session::on_server_message(char type, std::span<std::uint8_t> message) {
@@ -837,8 +852,8 @@ net::awaitable<void> session::finish() {
   bool is_warning = pending_error_ && !end_reason_.starts_with("57P01");
   spdlog::log(is_warning ? spdlog::level::warn : spdlog::level::debug,
               "session_end {} reason=\"{}\" age_ms={} bytes_in={} bytes_out={}", fields(),
-              end_reason_.empty() ? "unknown" : end_reason_, age.count(),
-              up_ ? up_->bytes : 0, down_ ? down_->bytes : 0);
+              end_reason_.empty() ? "unknown" : end_reason_, age.count(), up_ ? up_->bytes : 0,
+              down_ ? down_->bytes : 0);
 }
 
 }  // namespace pgf::session

@@ -61,8 +61,14 @@ class session : public std::enable_shared_from_this<session> {
 
  private:
   // How one direction of the relay ended.
-  enum class pump_end { stopped, client_closed, client_terminated, client_protocol_error,
-                        server_closed, server_protocol_error };
+  enum class pump_end {
+    stopped,
+    client_closed,
+    client_terminated,
+    client_protocol_error,
+    server_closed,
+    server_protocol_error
+  };
   struct direction {
     static constexpr std::size_t buffer_size = 16 * 1024;
     explicit direction(protocol::frame_stream f) : frames(f) {}
@@ -110,6 +116,8 @@ class session : public std::enable_shared_from_this<session> {
   net::awaitable<pump_end> pump_client_to_server();
   net::awaitable<pump_end> pump_server_to_client();
   void on_server_message(char type, std::span<std::uint8_t> message);
+  // The server side of the relay failed to read: why the session ends.
+  pump_end on_server_read_error(const boost::system::error_code& ec);
   void stop_relay();
   void watch_startup();
   net::awaitable<void> finish();
@@ -150,8 +158,8 @@ class session : public std::enable_shared_from_this<session> {
   std::string server_host_;  // numeric address or socket path: where cancels go
   std::uint16_t server_port_ = 0;
 
-  bool stopping_ = false;     // terminate() or a fatal error: stop at the next step
-  bool relay_stop_ = false;   // one direction ended: the other stops too
+  bool stopping_ = false;    // terminate() or a fatal error: stop at the next step
+  bool relay_stop_ = false;  // one direction ended: the other stops too
   bool login_complete_ = false;
   bool connected_ = false;
   bool connect_timed_out_ = false;
@@ -161,8 +169,8 @@ class session : public std::enable_shared_from_this<session> {
   // request is running (or queued) on the server while this is above zero.
   std::uint32_t requests_pending_ = 0;
   std::optional<cancel_target> server_cancel_;  // the server connection's own key
-  std::unique_ptr<direction> up_;    // client -> server
-  std::unique_ptr<direction> down_;  // server -> client
+  std::unique_ptr<direction> up_;               // client -> server
+  std::unique_ptr<direction> down_;             // server -> client
 
   // The FATAL error owed to the client, if any, and the reason logged at the end.
   std::optional<protocol::byte_buffer> pending_error_;

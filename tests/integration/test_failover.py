@@ -441,3 +441,47 @@ def test_flapping_backend_causes_no_switch_storm(cluster_factory, proxy_factory,
     assert failed_probes >= 4, proxy.log_tail()
     assert len(switches(proxy)) == 1
     assert served_by(proxy, password) == a.port
+
+
+def test_saturating_load_on_the_active_backend_causes_no_switch(cluster_factory,
+                                                                 proxy_factory, password):
+    import subprocess
+    a = cluster_factory("a", password=password, settings={"max_connections": "100"})
+    b = cluster_factory("b", password=password)
+    # The defaults: a busy server answers its probes a little later, never not at all.
+    proxy = start_proxy(proxy_factory, [a, b], health={"interval": "250ms", "timeout": "400ms"})
+    assert served_by(proxy, password) == a.port
+    env = proxy.env(a)
+    subprocess.run(["pgbench", "-i", "-q", "-s", "4"], env=env, check=True,
+                   capture_output=True, timeout=120)
+
+    result = subprocess.run(["pgbench", "-n", "-c", "64", "-j", "2", "-T", "60"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    processed = int(re.search(r"transactions actually processed: (\d+)", result.stdout)[1])
+    assert processed > 0
+    assert len(switches(proxy)) == 1
+    assert "backend down" not in proxy.log()
+
+
+def test_on_switch_hook_gets_the_switch_and_a_slow_one_blocks_nothing(cluster_factory,
+                                                                     proxy_factory, password,
+                                                                     tmp_path):
+    a = cluster_factory("a", password=password)
+    b = cluster_factory("b", password=password)
+    out = tmp_path / "switches"
+    hook = ('echo "$PGFAILOVER_FROM $PGFAILOVER_TO $PGFAILOVER_EPOCH $PGFAILOVER_REASON" '
+            '>> %s; [ "$PGFAILOVER_FROM" = a ] && sleep 30; true' % out)
+    proxy = start_proxy(proxy_factory, [a, b],
+                        failover={"on_switch": hook, "hook_timeout": "1s"})
+    assert served_by(proxy, password) == a.port
+    # PGFAILOVER_FROM is empty when nothing was active before.
+    assert wait_until(lambda: out.exists() and out.read_text().startswith(" a 1 startup\n"), 5)
+
+    a.stop_immediate()
+    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: "a b 2 down" in out.read_text(), 5)
+    # The hook for a -> b sleeps: it is stopped at hook_timeout, logged, and routing went
+    # on meanwhile (b served above while it ran).
+    assert wait_until(lambda: re.search(r"on_switch finished result=\"[^\"]*tim", proxy.log()),
+                      10), proxy.log_tail()

@@ -770,6 +770,7 @@ TEST(ConfigFileTest, LoadsTheDemoFileWithDefaults) {
   scoped_env state("PGFAILOVER_STATE_FILE", nullptr);
   scoped_env user("DEMO_USER", nullptr);
   scoped_env pg_port("DEMO_PG_PORT", nullptr);
+  scoped_env standby_port("DEMO_STANDBY_PORT", nullptr);
 
   auto cfg = load_file(std::string(PGF_SOURCE_DIR) + "/conf/demo.toml");
 
@@ -779,7 +780,11 @@ TEST(ConfigFileTest, LoadsTheDemoFileWithDefaults) {
   EXPECT_EQ(cfg.proxy.auth, auth_method::passthrough);
   EXPECT_EQ(cfg.proxy.mode, pool_mode::session);
   EXPECT_EQ(cfg.proxy.state_file, "/tmp/pgfailover-demo.state");
-  ASSERT_EQ(cfg.backends.size(), 1u);
+  ASSERT_EQ(cfg.backends.size(), 2u);
+  EXPECT_EQ(cfg.backends[1].name, "standby");
+  EXPECT_EQ(cfg.backends[1].priority, 2u);
+  EXPECT_EQ(cfg.backends[1].promote, promote_method::sql);
+  EXPECT_EQ(cfg.backends[1].endpoint.port, 5433);
   EXPECT_EQ(cfg.backends[0].name, "primary");
   EXPECT_EQ(cfg.backends[0].priority, 1u);
   EXPECT_EQ(cfg.backends[0].endpoint.user, "postgres");
@@ -795,6 +800,7 @@ TEST(ConfigFileTest, LoadsTheDemoFileFromTheEnvironment) {
   scoped_env state("PGFAILOVER_STATE_FILE", "/tmp/x.state");
   scoped_env user("DEMO_USER", "demo");
   scoped_env pg_port("DEMO_PG_PORT", "15432");
+  scoped_env standby_port("DEMO_STANDBY_PORT", "15433");
 
   auto cfg = load_file(std::string(PGF_SOURCE_DIR) + "/conf/demo.toml");
 
@@ -803,6 +809,8 @@ TEST(ConfigFileTest, LoadsTheDemoFileFromTheEnvironment) {
   EXPECT_EQ(cfg.proxy.state_file, "/tmp/x.state");
   EXPECT_EQ(cfg.backends[0].endpoint.user, "demo");
   EXPECT_EQ(cfg.backends[0].endpoint.port, 15432);
+  EXPECT_EQ(cfg.backends[1].endpoint.user, "demo");
+  EXPECT_EQ(cfg.backends[1].endpoint.port, 15433);
 }
 
 }  // namespace
