@@ -391,10 +391,10 @@ def print_report(args, results, problems, started):
               "on" if args.haproxy_shutdown_sessions else "off",
               "on" if args.haproxy_redispatch else "off"))
     print("pgf-fast: [health] interval 100ms timeout 100ms fall 2; pgf-default: no [health]")
-    print("p50 (lower median)/max: time from the fault to the first transaction served by b; failed: "
-          "attempts that failed after the fault, summed over the trials; switch: when the "
-          "proxy's log says it left a (HAProxy: a marked DOWN); steady tx/s: one client "
-          "loop's rate before the fault")
+    print("p50 (lower median) and max: time from the fault to the first transaction served "
+          "by b; failed: attempts that failed after the fault, summed over the trials; "
+          "switch: when the proxy's log says it left a (HAProxy: a marked DOWN); steady "
+          "tx/s: one client loop's rate before the fault")
     print()
     header = ("target", "fault", "trials", "p50 ms", "max ms", "failed connects",
               "failed queries", "switch p50 ms", "steady tx/s")

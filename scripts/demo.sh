@@ -101,6 +101,7 @@ printf '%6s %8s %8s %8s  %s\n' round tps done failed "backend after the round"
 total_done=0
 total_failed=0
 kill_at=""
+killer_pid=""
 for round in $(seq "$ROUNDS"); do
   if [ "$round" = "$KILL_ROUND" ]; then
     (
@@ -108,6 +109,7 @@ for round in $(seq "$ROUNDS"); do
       now >"$work/kill_at"
       as_pg_user "$PG_BIN/pg_ctl" -D "$work/primary/data" stop -m immediate >/dev/null 2>&1
     ) &
+    killer_pid=$!
   fi
   out=$(timeout 60 pgbench -n -C -c 4 -j 2 -T 1 2>&1) || true
   done_=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
@@ -118,7 +120,7 @@ for round in $(seq "$ROUNDS"); do
   total_failed=$((total_failed + failed))
   printf '%6s %8.0f %8s %8s  %s\n' "$round" "${tps:-0}" "${done_:-0}" "$failed" "$(backend_of)"
 done
-wait
+wait "$killer_pid" || true
 kill_at=$(cat "$work/kill_at")
 
 say "what the proxy logged about it"

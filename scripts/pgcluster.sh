@@ -122,8 +122,9 @@ stop_process() {
 # build_release ROOT: the optimised proxy binary in ROOT/build/release; prints its path.
 build_release() {
   local root=$1
+  # Called as bin=$(build_release ...): errexit does not reach inside, so fail explicitly.
   cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DPGFAILOVER_TESTS=OFF >/dev/null
-  cmake --build "$root/build/release" --target pgfailover -j"$(nproc)" >&2
+    -DPGFAILOVER_TESTS=OFF >/dev/null || return 1
+  cmake --build "$root/build/release" --target pgfailover -j"$(nproc)" >&2 || return 1
   echo "$root/build/release/proxy/pgfailover"
 }

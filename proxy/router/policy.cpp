@@ -419,9 +419,32 @@ void finish(const policy_input& in, policy_decision& d) {
   d.next_wakeup = next_wakeup(in, d.state, d.backends);
 }
 
+// Before the first choice. A complete first round is not enough by itself: under load the
+// preferred backend's first probe may time out while a lesser one answers, and whatever
+// is chosen first stays (failback is manual by default). So within startup_wait the router
+// chooses only what it would choose anyway: the persisted active backend, or the first
+// backend by priority that no operator or fencing ruled out. Once startup_wait has passed
+// it takes the best eligible one, whatever it is.
 bool is_startup_over(const policy_input& in, const policy_state& state) {
+  if (in.now >= state.started_at + in.failover.startup_wait) {
+    return true;
+  }
   bool is_round_complete = in.health != nullptr && in.health->first_round_complete;
-  return is_round_complete || in.now >= state.started_at + in.failover.startup_wait;
+  if (!is_round_complete) {
+    return false;
+  }
+
+  auto verdicts = judge_all(in, state);
+  auto active = state.active ? index_of(in, *state.active) : std::nullopt;
+  if (active && verdicts[*active].is_eligible()) {
+    return true;
+  }
+  for (const auto& v : verdicts) {
+    if (!v.is_disabled && !v.is_fenced) {
+      return v.is_eligible();
+    }
+  }
+  return true;  // every backend is ruled out: waiting changes nothing
 }
 
 policy_decision refuse(const policy_state& state, std::string error) {

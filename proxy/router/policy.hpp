@@ -3,9 +3,11 @@
 // the caller passes `now` and keeps the policy_state between calls.
 //
 // The rules, in the order they apply on every evaluation:
-// - Startup: nothing is chosen until the first probe round is complete or startup_wait has
-//   passed since start. A persisted active backend that is eligible then stays active under
-//   its persisted epoch; persisted fenced backends stay fenced.
+// - Startup: nothing is chosen until startup_wait has passed since start, or sooner once the
+//   first probe round is complete and the backend that would win is the one preferred
+//   anyway (the persisted active one, or the first by priority that is neither disabled nor
+//   fenced). A persisted active backend that is eligible then stays active under its
+//   persisted epoch; persisted fenced backends stay fenced.
 // - A backend is eligible when it is up, not disabled, not fenced, its role fits
 //   target_session_attrs and its ready_query (if any) said true.
 // - An eligible active backend stays active: a better backend becoming eligible never

@@ -301,7 +301,7 @@ net::awaitable<bool> session::connect_backend() {
     // again is safe; but only where the router points, once it had a chance to decide.
     spdlog::debug("backend_attempt_failed {} reason=\"{}\" epoch={}", fields(), last_failure_,
                   epoch_);
-    if (ctx_.report_sign_of_death) {
+    if (result == attempt_result::sign_of_death && ctx_.report_sign_of_death) {
       ctx_.report_sign_of_death(backend_index_);
     }
     auto delay = std::max(cfg_->health.interval, min_retry_delay);
@@ -371,6 +371,8 @@ net::awaitable<session::attempt_result> session::attempt_login(
   auto attempt_end = std::min(std::chrono::steady_clock::now() + attempt_limit,
                               begin + cfg_->proxy.connect_timeout);
   arm_connect_timer(attempt_end);
+  is_attempting_ = true;
+  is_attempt_abandoned_ = false;
 
   auto result = co_await connect_endpoint(backend);
   if (result == attempt_result::ok) {
@@ -379,12 +381,19 @@ net::awaitable<session::attempt_result> session::attempt_login(
   if (result == attempt_result::ok) {
     result = co_await read_first_answer();
   }
+  is_attempting_ = false;
+  if (is_attempt_abandoned_ && result != attempt_result::failed) {
+    result = attempt_result::abandoned;
+  }
   connected_ = result == attempt_result::ok;
   connect_timer_.cancel();
-  if (result != attempt_result::ok && connect_timed_out_) {
+  if (result == attempt_result::sign_of_death && connect_timed_out_) {
     last_failure_ = fmt::format("timeout after {}ms", attempt_limit.count());
   }
-  if (result == attempt_result::sign_of_death) {
+  if (result == attempt_result::abandoned) {
+    last_failure_ = "the router moved to another backend during the attempt";
+  }
+  if (result == attempt_result::sign_of_death || result == attempt_result::abandoned) {
     boost::system::error_code ec;
     server_.close(ec);
   }
@@ -527,9 +536,18 @@ net::awaitable<session::attempt_result> session::read_first_answer() {
 // ---- routing changes ----
 
 void session::on_route_changed(const router::routing_view& view) {
-  // Only a session attached to a server connection has anything to lose; one still
-  // waiting or trying to connect follows the router by itself.
-  if (!connected_ || view.epoch == epoch_ || stopping_) {
+  if (backend_name_.empty() || view.epoch == epoch_ || stopping_) {
+    return;
+  }
+  if (!connected_) {
+    // An attempt still under way (a frozen server has not answered yet) is abandoned: none
+    // of the client's bytes beyond its startup packet went anywhere, so it goes where the
+    // router points now instead of waiting out the attempt's deadline.
+    if (is_attempting_) {
+      is_attempt_abandoned_ = true;
+      server_read_cancel_.emit(net::cancellation_type::terminal);
+      server_write_cancel_.emit(net::cancellation_type::terminal);
+    }
     return;
   }
   // The server connection was opened under an older epoch: it must not outlive the switch.

@@ -81,7 +81,8 @@ class session : public std::enable_shared_from_this<session> {
   // What one attempt to reach the active backend came to. sign_of_death: the server is
   // unreachable or going away, nothing of the client's went beyond its startup packet, and
   // the attempt may be repeated where the router points next; last_failure_ says why.
-  enum class attempt_result { ok, failed, sign_of_death };
+  // abandoned: the router moved on while the attempt was under way; try again at once.
+  enum class attempt_result { ok, failed, sign_of_death, abandoned };
   // After a failed attempt: try again once the epoch moved away from `epoch`, or at `at`.
   struct retry_point {
     std::uint64_t epoch = 0;
@@ -153,6 +154,8 @@ class session : public std::enable_shared_from_this<session> {
   std::size_t backend_index_ = 0;  // in cfg_->backends
   std::string last_failure_;       // why the last attempt to reach the server failed
   bool is_draining_ = false;
+  bool is_attempting_ = false;         // attempt_login() is under way
+  bool is_attempt_abandoned_ = false;  // on_route_changed() cut it short
   std::string backend_address_;
   std::uint64_t epoch_ = 0;
   std::string server_host_;  // numeric address or socket path: where cancels go

@@ -178,6 +178,34 @@ TEST_F(PolicyTest, WaitsForTheFirstProbeRoundBeforeChoosing) {
   EXPECT_EQ(chosen.switches[0].reason, "startup");
 }
 
+TEST_F(PolicyTest, DoesNotSettleForALesserBackendWithinStartupWait) {
+  // The preferred backend's first probe timed out (a loaded machine) while b answered: the
+  // round is complete, but choosing b now would keep it for good under manual failback.
+  view_.first_round_complete = true;
+  report(down("a", "timeout after 100ms waiting for the check query"));
+
+  auto waiting = advance(300ms);
+  EXPECT_TRUE(waiting.deciding);
+  EXPECT_FALSE(waiting.state.active);
+
+  report(primary("a"));
+  auto chosen = advance(100ms);
+  EXPECT_EQ(chosen.state.active, "a");
+  EXPECT_EQ(chosen.state.epoch, 1u);
+}
+
+TEST_F(PolicyTest, TakesTheLesserBackendOnceStartupWaitHasPassed) {
+  view_.first_round_complete = true;
+  report(down("a"));
+
+  auto just_before = advance(failover_.startup_wait - 1ms);
+  EXPECT_TRUE(just_before.deciding);
+
+  auto at_deadline = advance(1ms);
+  EXPECT_FALSE(at_deadline.deciding);
+  EXPECT_EQ(at_deadline.state.active, "b");
+}
+
 TEST_F(PolicyTest, ChoosesOnceStartupWaitHasPassedWithoutACompleteRound) {
   view_.first_round_complete = false;
   report(unprobed("a"));
@@ -226,7 +254,7 @@ TEST_F(PolicyTest, ReplacesAPersistedActiveBackendThatIsNoLongerEligible) {
   state_.fenced = {"a"};
   report(down("b"));
 
-  auto d = advance(100ms);
+  auto d = advance(failover_.startup_wait);
 
   EXPECT_EQ(d.state.active, "c");
   EXPECT_EQ(d.state.epoch, 8u);
@@ -242,7 +270,7 @@ TEST_F(PolicyTest, ReplacesAPersistedActiveBackendThatIsNoLongerEligible) {
 TEST_F(PolicyTest, ChoosesTheEligibleBackendWithTheBestPriority) {
   report(down("a"));
 
-  auto d = advance(100ms);
+  auto d = advance(failover_.startup_wait);
 
   EXPECT_EQ(d.state.active, "b");
   EXPECT_EQ(d.state.last_active, "b");
@@ -344,7 +372,7 @@ TEST_F(PolicyTest, SwitchoverToAFencedBackendUnfencesIt) {
 
 TEST_F(PolicyTest, ManualFailbackNeverSwitchesToABetterBackendThatAppears) {
   report(down("a"));
-  advance(100ms);
+  advance(failover_.startup_wait);
   ASSERT_EQ(state_.active, "b");
 
   report(primary("a"));
@@ -408,7 +436,7 @@ TEST_F(PolicyTest, AutoFailbackToABetterBackendThatWasNeverActive) {
   failover_.failback = config::failback_policy::automatic;
   failover_.failback_after = 10s;
   report(down("a"));
-  advance(100ms);
+  advance(failover_.startup_wait);
   ASSERT_EQ(state_.active, "b");
 
   report(primary("a"));
@@ -472,7 +500,7 @@ TEST_F(PolicyTest, ReadWriteExcludesStandbysAndReadOnlyServers) {
   report(standby("a"));
   report(read_only("b"));
 
-  auto d = advance(100ms);
+  auto d = advance(failover_.startup_wait);
 
   EXPECT_EQ(d.state.active, "c");
   EXPECT_EQ(verdict_of(d, "a").status, route_status::role);
@@ -543,7 +571,7 @@ TEST_F(PolicyTest, ReadyQueryFalseExcludesTheBackend) {
   auto without_reason = not_ready("b", "");
   report(without_reason);
 
-  auto d = advance(100ms);
+  auto d = advance(failover_.startup_wait);
 
   EXPECT_EQ(d.state.active, "c");
   EXPECT_EQ(verdict_of(d, "a").status, route_status::not_ready);
@@ -612,7 +640,7 @@ TEST_F(PolicyTest, NothingEligibleLeavesNoActiveAndSaysWhyForEachBackend) {
   report(standby("b"));
   state_.disabled = {"c"};
 
-  auto d = advance(100ms);
+  auto d = advance(failover_.startup_wait);
 
   EXPECT_FALSE(d.deciding);
   EXPECT_FALSE(d.state.active);
