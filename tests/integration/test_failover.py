@@ -296,11 +296,8 @@ def test_standby_is_not_eligible_and_is_promoted_when_the_primary_dies(
 # ---- policies ----
 
 
-def test_manual_failback_stays_and_fences_the_old_primary(cluster_factory, proxy_factory,
-                                                         password):
-    a = cluster_factory("a", password=password)
-    b = cluster_factory("b", password=password)
-    proxy = start_proxy(proxy_factory, [a, b])
+def fail_over_and_bring_back(proxy, password, a, b):
+    """a serves, is killed, b takes over; then a runs again and its probes see it up."""
     assert served_by(proxy, password) == a.port
     a.stop_immediate()
     assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
@@ -308,6 +305,14 @@ def test_manual_failback_stays_and_fences_the_old_primary(cluster_factory, proxy
     a.start(attempts=1)
     assert wait_until(lambda: "backend up backend=a" in proxy.log().split("switch from=a")[-1],
                       10)
+
+
+def test_manual_failback_stays_and_fences_the_old_primary(cluster_factory, proxy_factory,
+                                                         password):
+    a = cluster_factory("a", password=password)
+    b = cluster_factory("b", password=password)
+    proxy = start_proxy(proxy_factory, [a, b])
+    fail_over_and_bring_back(proxy, password, a, b)
     time.sleep(1)
     assert served_by(proxy, password) == b.port
     assert "a" in state_file(proxy)["fenced"]
@@ -325,13 +330,7 @@ def test_auto_failback_returns_after_failback_after_and_not_before(cluster_facto
     b = cluster_factory("b", password=password)
     proxy = start_proxy(proxy_factory, [a, b],
                         failover={"failback": "auto", "failback_after": "3s"})
-    assert served_by(proxy, password) == a.port
-    a.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
-
-    a.start(attempts=1)
-    assert wait_until(lambda: "backend up backend=a" in proxy.log().split("switch from=a")[-1],
-                      10)
+    fail_over_and_bring_back(proxy, password, a, b)
     up_at = time.monotonic()
     assert served_by(proxy, password) == b.port
     assert wait_until(lambda: served_by(proxy, password) == a.port, 10)
