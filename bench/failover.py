@@ -165,7 +165,7 @@ class ClientLoop(threading.Thread):
     """New connection, `SELECT inet_server_port()`, close; again until stopped.
 
     Each record is (monotonic time at the end of the attempt, backend port or None,
-    phase of the failure or None, error text or None). The thread runs its own asyncio
+    phase of the failure or None, error text or None, monotonic time at its start). The thread runs its own asyncio
     loop so that a query to a frozen server can be given up after QUERY_TIMEOUT: a
     blocking psycopg call could not be bounded, and the loop must end when it is told.
     """
@@ -190,6 +190,7 @@ class ClientLoop(threading.Thread):
 
     async def _attempt(self):
         phase, conn = "connect", None
+        started = time.monotonic()
         try:
             conn = await asyncio.wait_for(
                 psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
@@ -199,11 +200,11 @@ class ClientLoop(threading.Thread):
             cursor = await asyncio.wait_for(conn.execute("SELECT inet_server_port()"),
                                             QUERY_TIMEOUT)
             port = (await cursor.fetchone())[0]
-            return (time.monotonic(), port, None, None)
+            return (time.monotonic(), port, None, None, started)
         except asyncio.TimeoutError:
-            return (time.monotonic(), None, phase, "client timeout")
+            return (time.monotonic(), None, phase, "client timeout", started)
         except Exception as e:  # every failure is a data point, never the loop's end
-            return (time.monotonic(), None, phase, "%s: %s" % (type(e).__name__, e))
+            return (time.monotonic(), None, phase, "%s: %s" % (type(e).__name__, e), started)
         finally:
             if conn is not None:
                 try:
@@ -319,6 +320,10 @@ class Trial:
         return {
             "ttfs": None if first_b is None else first_b - fault_at,
             "failed_connect": sum(1 for r in failed if r[2] == "connect"),
+            # Of those, the ones that began after the fault: connections made during the
+            # switch. The others were already logging in on a when it died or froze.
+            "failed_new_connect": sum(1 for r in failed
+                                      if r[2] == "connect" and r[4] >= fault_at),
             "failed_query": sum(1 for r in failed if r[2] == "query"),
             "errors": [(r[2], r[3]) for r in failed],
             "before_fault_failures": sum(1 for r in records
@@ -392,7 +397,8 @@ def print_report(args, results, problems, started):
               "on" if args.haproxy_redispatch else "off"))
     print("pgf-fast: [health] interval 100ms timeout 100ms fall 2; pgf-default: no [health]")
     print("p50 (lower median) and max: time from the fault to the first transaction served "
-          "by b; failed: attempts that failed after the fault, summed over the trials; "
+          "by b; failed: attempts that failed after the fault, summed over the trials "
+          "(connects: all / begun after the fault); "
           "switch: when the proxy's log says it left a (HAProxy: a marked DOWN); steady "
           "tx/s: one client loop's rate before the fault")
     print()
@@ -407,7 +413,8 @@ def print_report(args, results, problems, started):
             times = [r["ttfs"] if r["ttfs"] is not None else float("inf") for r in runs]
             rows.append((name, fault, str(len(runs)),
                          fmt_ms(statistics.median_low(times), cap), fmt_ms(max(times), cap),
-                         str(sum(r["failed_connect"] for r in runs)),
+                         "%d / %d" % (sum(r["failed_connect"] for r in runs),
+                                      sum(r["failed_new_connect"] for r in runs)),
                          str(sum(r["failed_query"] for r in runs)),
                          fmt_ms(statistics.median_low(
                              r["switch"] if r["switch"] is not None else float("inf")

@@ -47,25 +47,34 @@ def is_root():
 
 
 def ensure_server_user():
-    """Creates the unprivileged user PostgreSQL runs as under root; a no-op when it exists."""
-    try:
+    """The unprivileged account PostgreSQL runs as under root: Debian's `postgres` account
+    (the postgresql package creates it), else SERVER_USER, created once. Several test
+    processes start at once on a new machine, so the creation is serialised by a lock."""
+    for name in ("postgres", SERVER_USER):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    import fcntl
+    with open("/tmp/pgfailover-test-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            pass
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", SERVER_USER],
+            capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError("useradd %s failed: %s" % (SERVER_USER, result.stderr.strip()))
         return pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        pass
-    result = subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", SERVER_USER],
-        capture_output=True, text=True, timeout=30)
-    # 9: another test process created it meanwhile.
-    if result.returncode not in (0, 9):
-        raise RuntimeError("useradd %s failed: %s" % (SERVER_USER, result.stderr.strip()))
-    return pwd.getpwnam(SERVER_USER)
 
 
 def as_server_user(argv):
     """The command line that runs argv as the user PostgreSQL may run as."""
     if is_root():
-        return ["runuser", "-u", SERVER_USER, "--"] + argv
+        return ["runuser", "-u", ensure_server_user().pw_name, "--"] + argv
     return argv
 
 
