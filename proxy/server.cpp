@@ -104,7 +104,6 @@ int server::run() {
   for (unsigned i = 0; i < m.cfg->proxy.workers; ++i) {
     m.workers.push_back(std::make_unique<worker>(i));
   }
-  m.listener.open(m.cfg->proxy);
   // Every new routing view wakes the sessions waiting for a backend, on their own threads.
   m.router.subscribe([&m](const router::routing_view_ptr& view) {
     for (auto& w : m.workers) {
@@ -112,10 +111,13 @@ int server::run() {
     }
   });
   m.ctx.report_sign_of_death = [&m](std::size_t index) { m.checker.request_probe(index); };
+  // What can refuse the start (an untrustworthy or unwritable state file, an address in
+  // use) comes before any thread does, so that its message reaches the operator.
+  m.router.start();
+  m.listener.open(m.cfg->proxy);
   for (auto& w : m.workers) {
     w->start();
   }
-  m.router.start();
   m.checker.start();
   m.listener.start();
   net::co_spawn(m.control, m.wait_for_signals(), net::detached);

@@ -189,6 +189,11 @@ void switch_to(const policy_input& in, policy_decision& d, std::optional<std::st
   if (to && s.last_active && *s.last_active != *to) {
     fence(s, *s.last_active, in.now);
   }
+  if (to && s.promoting && *s.promoting != *to) {
+    // Its promotion was asked for and may still complete (a slow promote_command keeps
+    // running): it would then be a second writable copy missing every write made on `to`.
+    fence(s, *s.promoting, in.now);
+  }
   if (to) {
     s.promoting.reset();
   }
@@ -360,9 +365,15 @@ void expire_promotion(const policy_input& in, policy_state& state) {
   // after it until promote_timeout would refuse all new work for nothing.
   bool is_over = state.active || !index_of(in, *state.promoting) ||
                  state.disabled.contains(*state.promoting) || in.now >= state.promote_deadline;
-  if (is_over) {
-    state.promoting.reset();
+  if (!is_over) {
+    return;
   }
+  // Given up on, its promotion may still complete later: fence it, so that it never takes
+  // writes unless an operator says so (or auto failback after failback_after).
+  if (!state.active && index_of(in, *state.promoting)) {
+    fence(state, *state.promoting, in.now);
+  }
+  state.promoting.reset();
 }
 
 void unfence_after_failback(const policy_input& in, policy_state& state) {

@@ -29,7 +29,9 @@
 // - Promotion: when the active backend is lost to its health and the best backend that is
 //   up is a standby with a promotion method, it is promoted (at most once per epoch). While
 //   its promotion runs (up to its promote_timeout) no backend ranked after it is chosen:
-//   the design waits for the promoted one rather than moving writes to a third copy.
+//   the design waits for the promoted one rather than moving writes to a third copy. A
+//   promotion given up on (timeout, disabled, or another backend became active first) fences
+//   its backend: the promotion may still complete and leave a copy that missed writes.
 // - Every switch increments the epoch; the epoch never decreases.
 #pragma once
 

@@ -93,6 +93,16 @@ void router::start() {
   if (persisted) {
     state_ = from_persisted(*persisted);
   }
+  // Every later decision must be written here before it takes effect: a path that cannot
+  // be written would leave the proxy serving nobody, so find out now, not at the first
+  // switch.
+  auto error =
+      write_state_file(state_path_, to_persisted(state_), std::chrono::system_clock::now());
+  if (error) {
+    throw state_file_error(*error +
+                           " (every routing decision is recorded there before it "
+                           "takes effect; set [proxy] state_file to a writable path)");
+  }
   state_.started_at = clock::now();
   is_started_ = true;
   spdlog::info(

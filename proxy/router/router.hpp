@@ -90,7 +90,8 @@ class router {
   router& operator=(const router&) = delete;
 
   // Reads the state file (throws state_file_error when it exists but cannot be trusted),
-  // starts the startup_wait clock and evaluates what the probes reported so far.
+  // writes it back (throws state_file_error when it cannot be written), starts the
+  // startup_wait clock and evaluates what the probes reported so far.
   void start();
   // Any thread: cancels the timers and ignores later health views. Hooks and promotions
   // already running finish on their own threads.

@@ -484,3 +484,36 @@ def test_on_switch_hook_gets_the_switch_and_a_slow_one_blocks_nothing(cluster_fa
     # on meanwhile (b served above while it ran).
     assert wait_until(lambda: re.search(r"on_switch finished result=\"[^\"]*tim", proxy.log()),
                       10), proxy.log_tail()
+
+
+@pytest.mark.parametrize("content", ['{"epoch":3,"active":"a",', "", "garbage", "[]",
+                                     '{"epoch":"x","active":null}'],
+                         ids=["truncated", "empty", "garbage", "array", "wrong-type"])
+def test_damaged_state_file_stops_the_start_with_its_reason(cluster_factory, content, tmp_path):
+    a = cluster_factory("a")
+    path = tmp_path / "state"
+    path.write_text(content)
+    proxy = Proxy(backends_for(a), proxy={"state_file": str(path)}, name="damaged")
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            proxy.start()
+        assert "exited with 1" in str(failure.value)
+        assert "start_failed" in proxy.log() and str(path) in proxy.log(), proxy.log()
+        assert path.read_text() == content, "the damaged file must be left for the operator"
+    finally:
+        problems = proxy.destroy()
+        assert [p for p in problems if "exited with status 1" not in p] == []
+
+
+def test_unwritable_state_file_stops_the_start(cluster_factory, tmp_path):
+    a = cluster_factory("a")
+    path = tmp_path / "missing-dir" / "state"
+    proxy = Proxy(backends_for(a), proxy={"state_file": str(path)}, name="unwritable")
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            proxy.start()
+        assert "exited with 1" in str(failure.value)
+        assert "start_failed" in proxy.log() and "state_file" in proxy.log(), proxy.log()
+    finally:
+        problems = proxy.destroy()
+        assert [p for p in problems if "exited with status 1" not in p] == []
