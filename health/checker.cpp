@@ -65,7 +65,7 @@ void checker::start() {
     try {
       io_.run();
     } catch (const std::exception& e) {
-      spdlog::error("health checker stopped error=\"{}\"", e.what());
+      spdlog::error("health checker stopped error={:?}", e.what());
     }
   });
 }
@@ -101,7 +101,7 @@ void checker::spawn(const slot_ptr& s) {
       try {
         std::rethrow_exception(failure);
       } catch (const std::exception& e) {
-        spdlog::error("health probing stopped backend={} error=\"{}\"", s->machine.health().name,
+        spdlog::error("health probing stopped backend={} error={:?}", s->machine.health().name,
                       e.what());
       }
     }
@@ -155,7 +155,7 @@ void checker::record(slot& s, const probe_outcome& outcome) {
 // Transitions only: a backend that stays down logs nothing more; counts are in the view.
 void checker::log_change(const backend_health& before, const backend_health& after) const {
   if (before.state != after.state && after.state == backend_state::down) {
-    spdlog::warn("backend down backend={} consecutive_failures={} reason=\"{}\"", after.name,
+    spdlog::warn("backend down backend={} consecutive_failures={} reason={:?}", after.name,
                  after.consecutive_failures, after.last_error);
     return;
   }
@@ -169,14 +169,14 @@ void checker::log_change(const backend_health& before, const backend_health& aft
   bool is_changed = before.role != after.role || before.read_only != after.read_only ||
                     before.ready != after.ready;
   if (is_changed && after.consecutive_failures == 0) {
-    spdlog::info("backend changed backend={} role={} read_only={} ready={} reason=\"{}\"",
+    spdlog::info("backend changed backend={} role={} read_only={} ready={} reason={:?}",
                  after.name, to_string(after.role), yes_no(after.read_only), yes_no(after.ready),
                  after.last_error);
     return;
   }
   if (after.consecutive_failures > before.consecutive_failures &&
       after.state == backend_state::up) {
-    spdlog::debug("probe failed backend={} consecutive_failures={} reason=\"{}\"", after.name,
+    spdlog::debug("probe failed backend={} consecutive_failures={} reason={:?}", after.name,
                   after.consecutive_failures, after.last_error);
   }
 }
@@ -213,7 +213,7 @@ void checker::publish() {
   try {
     on_change_(view);
   } catch (const std::exception& e) {
-    spdlog::error("health change handler failed error=\"{}\"", e.what());
+    spdlog::error("health change handler failed error={:?}", e.what());
   }
 }
 

@@ -372,7 +372,7 @@ void probe::start_connect(const std::vector<std::string>& addresses) {
 void probe::on_notice(void* arg, const PGresult* notice) {
   const auto* self = static_cast<const probe*>(arg);
   const char* message = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
-  spdlog::debug("check connection notice backend={} message=\"{}\"", self->target_.name,
+  spdlog::debug("check connection notice backend={} message={:?}", self->target_.name,
                 message != nullptr ? message : "");
 }
 

@@ -26,7 +26,7 @@ int run_proxy(const std::string& path, const std::string& level) {
     pgf::server server(std::move(cfg));
     return server.run();
   } catch (const std::exception& e) {
-    spdlog::error("start_failed error=\"{}\"", e.what());
+    spdlog::error("start_failed error={:?}", e.what());
     return 1;
   }
 }

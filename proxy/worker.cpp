@@ -16,7 +16,7 @@ void worker::start() {
       } catch (const std::exception& e) {
         // Sessions catch their own errors; reaching here is a bug in a handler. Keep the
         // loop alive: the other sessions on this thread are still being served.
-        spdlog::error("worker_error worker={} error=\"{}\"", index_, e.what());
+        spdlog::error("worker_error worker={} error={:?}", index_, e.what());
       }
     }
   });

@@ -93,7 +93,7 @@ net::awaitable<void> listener::accept_loop(Acceptor& acceptor, std::string label
     }
     if (ec) {
       // Out of file descriptors, typically: pause instead of spinning on the error.
-      spdlog::error("accept_failed proto={} error=\"{}\"", label, ec.message());
+      spdlog::error("accept_failed proto={} error={:?}", label, ec.message());
       backoff.expires_after(std::chrono::milliseconds(100));
       co_await backoff.async_wait(net::as_tuple(net::use_awaitable));
       continue;

@@ -197,7 +197,7 @@ bool router::persist(const policy_state& next) {
   if (error) {
     ++counters_.state_write_failures;
     if (!is_write_failing_ || *error != write_error_) {
-      spdlog::error("state file write failed path={} error=\"{}\" epoch={} wanted_epoch={}",
+      spdlog::error("state file write failed path={} error={:?} epoch={} wanted_epoch={}",
                     state_path_, *error, state_.epoch, wanted.epoch);
     }
     is_write_failing_ = true;
@@ -229,7 +229,7 @@ void router::record_switch(const switch_record& s, const std::string& who) {
   ++counters_.switches;
   switch_reason_ = s.reason;
   switch_detail_ = s.detail;
-  spdlog::warn("switch from={} to={} epoch={} reason=\"{}\" detail=\"{}\" who={}",
+  spdlog::warn("switch from={} to={} epoch={} reason={:?} detail={:?} who={}",
                name_or_none(s.from), name_or_none(s.to), s.epoch, s.reason, s.detail, who);
   events_.add({std::chrono::system_clock::now(), event_kind::switched, "", s.from, s.to, s.epoch,
                s.reason + ": " + s.detail, who});
@@ -252,7 +252,7 @@ void router::record_fencing(const policy_state& before, const commit_context& ct
   }
   for (const auto& name : before.fenced) {
     if (!state_.fenced.contains(name)) {
-      spdlog::info("backend unfenced backend={} epoch={} reason=\"{}\"", name, state_.epoch,
+      spdlog::info("backend unfenced backend={} epoch={} reason={:?}", name, state_.epoch,
                    ctx.unfence_reason);
       events_.add(
           {now, event_kind::unfenced, name, {}, {}, state_.epoch, ctx.unfence_reason, ctx.who});
@@ -271,7 +271,7 @@ void router::record_promotion_end(const policy_state& before) {
   }
   auto reason = state_.active ? fmt::format("abandoned: {} became active first", *state_.active)
                               : std::string("gave up: not eligible within promote_timeout");
-  spdlog::warn("promotion ended backend={} epoch={} reason=\"{}\"", *before.promoting, state_.epoch,
+  spdlog::warn("promotion ended backend={} epoch={} reason={:?}", *before.promoting, state_.epoch,
                reason);
   events_.add({std::chrono::system_clock::now(),
                event_kind::promote,
@@ -296,7 +296,7 @@ void router::record_states(const std::vector<backend_verdict>& verdicts) {
     if (it != last_status_.end()) {
       from = to_string(it->second);
     }
-    spdlog::info("backend route state backend={} from={} to={} why_not=\"{}\"", v.name,
+    spdlog::info("backend route state backend={} from={} to={} why_not={:?}", v.name,
                  from.value_or("none"), to_string(v.status), v.why_not);
     events_.add({now, event_kind::state, v.name, from, to_string(v.status), state_.epoch,
                  v.why_not.empty() ? std::string("eligible") : v.why_not, "router"});
@@ -305,7 +305,7 @@ void router::record_states(const std::vector<backend_verdict>& verdicts) {
 }
 
 void router::record_operator(std::string backend, std::string reason, const std::string& who) {
-  spdlog::info("operator action backend={} who=\"{}\" action=\"{}\"",
+  spdlog::info("operator action backend={} who={:?} action={:?}",
                backend.empty() ? "-" : backend, who, reason);
   events_.add({std::chrono::system_clock::now(),
                event_kind::operator_action,
@@ -336,7 +336,7 @@ void router::on_hook_done(const switch_hook_call& call, const command_result& re
                                                       : counters_.hooks_failed;
   ++counter;
   auto level = result.status == outcome::ok ? spdlog::level::info : spdlog::level::warn;
-  spdlog::log(level, "on_switch finished result=\"{}\" epoch={} from={} to={} elapsed_ms={}",
+  spdlog::log(level, "on_switch finished result={:?} epoch={} from={} to={} elapsed_ms={}",
               result.describe(), call.epoch, name_or_none(call.from), name_or_none(call.to),
               result.elapsed.count());
   events_.add({std::chrono::system_clock::now(), event_kind::hook, "", call.from, call.to,
@@ -368,7 +368,7 @@ void router::start_promotion(const promote_request& request) {
 void router::on_promotion_done(const promote_call& call, const promote_outcome& outcome) {
   ++(outcome.is_ok ? counters_.promotions_ok : counters_.promotions_failed);
   auto level = outcome.is_ok ? spdlog::level::info : spdlog::level::warn;
-  spdlog::log(level, "promote finished backend={} method={} epoch={} result=\"{}\" elapsed_ms={}",
+  spdlog::log(level, "promote finished backend={} method={} epoch={} result={:?} elapsed_ms={}",
               call.backend, promote_method_name(call), call.epoch, outcome.text,
               outcome.elapsed.count());
   events_.add({std::chrono::system_clock::now(),

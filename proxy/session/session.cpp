@@ -114,7 +114,7 @@ void session::start(proxy_context& ctx, worker& w, stream_socket client, std::st
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          spdlog::error("session_error {} error=\"{}\"", s->fields(), ex.what());
+          spdlog::error("session_error {} error={:?}", s->fields(), ex.what());
         }
       });
 }
@@ -299,7 +299,7 @@ net::awaitable<bool> session::connect_backend() {
 
     // Nothing of the client's beyond its startup packet reached the server, so trying
     // again is safe; but only where the router points, once it had a chance to decide.
-    spdlog::debug("backend_attempt_failed {} reason=\"{}\" epoch={}", fields(), last_failure_,
+    spdlog::debug("backend_attempt_failed {} reason={:?} epoch={}", fields(), last_failure_,
                   epoch_);
     if (result == attempt_result::sign_of_death && ctx_.report_sign_of_death) {
       ctx_.report_sign_of_death(backend_index_);
@@ -869,7 +869,7 @@ net::awaitable<void> session::finish() {
       std::chrono::steady_clock::now() - started_);
   bool is_warning = pending_error_ && !end_reason_.starts_with("57P01");
   spdlog::log(is_warning ? spdlog::level::warn : spdlog::level::debug,
-              "session_end {} reason=\"{}\" age_ms={} bytes_in={} bytes_out={}", fields(),
+              "session_end {} reason={:?} age_ms={} bytes_in={} bytes_out={}", fields(),
               end_reason_.empty() ? "unknown" : end_reason_, age.count(), up_ ? up_->bytes : 0,
               down_ ? down_->bytes : 0);
 }
