@@ -40,7 +40,8 @@ import time
 
 import psycopg
 
-from pgfixture import SUPERUSER, Cluster, Proxy, backend_entry, conninfo, free_port, wait_until
+from pgfixture import (SUPERUSER, Cluster, Proxy, backend_entry, conninfo, free_port, read_log,
+                       wait_until)
 
 FAULTS = ("kill", "freeze")
 TARGETS = ("haproxy", "pgf-fast", "pgf-default")
@@ -121,11 +122,7 @@ class HAProxy:
         return self
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def switch_times(self):
         """Wall-clock times at which HAProxy marked a down."""

@@ -416,6 +416,15 @@ def backend_entry(name, priority, port, user=SUPERUSER, **extra):
     return entry
 
 
+def read_log(path):
+    """A log file's text so far; empty until the process has created it."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def proxy_binary():
     path = os.environ.get("PGFAILOVER_BIN")
     if not path:
@@ -480,11 +489,7 @@ class Proxy:
                            % (timeout, self.log()))
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def log_tail(self, lines=60):
         return "\n".join(self.log().splitlines()[-lines:])
