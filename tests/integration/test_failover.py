@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 
@@ -502,6 +503,8 @@ def test_damaged_state_file_stops_the_start_with_its_reason(cluster_factory, con
         assert path.read_text() == content, "the damaged file must be left for the operator"
     finally:
         problems = proxy.destroy()
+        # The refused start is the expected outcome, so nothing is kept for debugging.
+        shutil.rmtree(proxy.base, ignore_errors=True)
         assert [p for p in problems if "exited with status 1" not in p] == []
 
 
@@ -516,4 +519,6 @@ def test_unwritable_state_file_stops_the_start(cluster_factory, tmp_path):
         assert "start_failed" in proxy.log() and "state_file" in proxy.log(), proxy.log()
     finally:
         problems = proxy.destroy()
+        # The refused start is the expected outcome, so nothing is kept for debugging.
+        shutil.rmtree(proxy.base, ignore_errors=True)
         assert [p for p in problems if "exited with status 1" not in p] == []
