@@ -31,6 +31,24 @@ const char* to_string(route_status status) {
   return "unknown";
 }
 
+bool is_unfit(route_status status) {
+  switch (status) {
+    case route_status::down:
+    case route_status::unknown:
+    case route_status::role:
+    case route_status::read_only:
+    case route_status::not_ready:
+    case route_status::removed:
+      return true;
+    case route_status::eligible:
+    case route_status::disabled:
+    case route_status::fenced:
+    case route_status::promoting:
+      return false;
+  }
+  return true;
+}
+
 std::string routing_view::unavailable_detail() const {
   std::string out;
   for (const auto& b : backends) {

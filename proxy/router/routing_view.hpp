@@ -30,6 +30,12 @@ enum class route_status {
 // "promoting", "removed": log fields, event texts and switch reasons use these words.
 const char* to_string(route_status status);
 
+// True when the status says the server itself is gone or unfit for the work (down, not yet
+// probed, the wrong role, read-only, not ready, no longer configured), as opposed to an
+// operator or the failover policy moving traffic away from a healthy server (disabled,
+// fenced). Sessions on an unfit server end at once; the others drain.
+bool is_unfit(route_status status);
+
 struct backend_route_state {
   std::string name;
   bool eligible = false;

@@ -41,14 +41,6 @@ constexpr int max_negotiation_packets = 2;
 constexpr std::chrono::milliseconds min_attempt_timeout{1000};
 constexpr std::chrono::milliseconds min_retry_delay{50};
 
-// A route status that says the server itself is gone or unfit, as opposed to an operator
-// or the failover policy moving traffic away from a healthy one.
-bool is_health_status(router::route_status status) {
-  using rs = router::route_status;
-  return status == rs::down || status == rs::unknown || status == rs::role ||
-         status == rs::read_only || status == rs::not_ready || status == rs::removed;
-}
-
 auto bound(net::cancellation_signal& signal) {
   return net::bind_cancellation_slot(signal.slot(), as_value);
 }
@@ -557,7 +549,7 @@ void session::on_route_changed(const router::routing_view& view) {
       mine = &b;
     }
   }
-  bool is_lost = mine == nullptr || is_health_status(mine->status);
+  bool is_lost = mine == nullptr || router::is_unfit(mine->status);
   if (is_lost) {
     auto why = mine == nullptr ? std::string("removed from the configuration") : mine->why_not;
     bool is_outcome_unknown = transaction_status_ != 'I' || requests_pending_ > 0;
