@@ -141,6 +141,11 @@ void checker::record(slot& s, const probe_outcome& outcome) {
   auto now = clock::now();
   backend_health before = s.machine.health();
   s.machine.record(outcome, now);
+  if (on_probe_) {
+    on_probe_(before.name,
+              std::chrono::duration_cast<std::chrono::microseconds>(now - s.last_start),
+              outcome.is_alive);
+  }
 
   if (outcome.is_alive) {
     s.next_start = s.last_start + settings_.interval;
@@ -169,8 +174,8 @@ void checker::log_change(const backend_health& before, const backend_health& aft
   bool is_changed = before.role != after.role || before.read_only != after.read_only ||
                     before.ready != after.ready;
   if (is_changed && after.consecutive_failures == 0) {
-    spdlog::info("backend changed backend={} role={} read_only={} ready={} reason={:?}",
-                 after.name, to_string(after.role), yes_no(after.read_only), yes_no(after.ready),
+    spdlog::info("backend changed backend={} role={} read_only={} ready={} reason={:?}", after.name,
+                 to_string(after.role), yes_no(after.read_only), yes_no(after.ready),
                  after.last_error);
     return;
   }

@@ -47,6 +47,10 @@ class checker {
   // Called on the checker's thread; must not block (hand the view to the router and
   // return). It must not call stop().
   using change_handler = std::function<void(health_view_ptr)>;
+  // Called on the checker's thread after every probe with the backend's name, how long the
+  // probe took (connect included) and whether it succeeded; for metrics. Must not block.
+  using probe_observer =
+      std::function<void(const std::string& name, std::chrono::microseconds took, bool alive)>;
 
   // Nothing runs before start(); current() already shows every backend as unknown.
   checker(std::vector<probe_target> targets, check_settings settings, change_handler on_change);
@@ -54,6 +58,9 @@ class checker {
 
   checker(const checker&) = delete;
   checker& operator=(const checker&) = delete;
+
+  // Call before start().
+  void set_probe_observer(probe_observer observer) { on_probe_ = std::move(observer); }
 
   // Starts the thread and the first probe of every backend at once. Call once.
   void start();
@@ -128,6 +135,7 @@ class checker {
   // Owned by the checker's thread once start() ran.
   check_settings settings_;
   change_handler on_change_;
+  probe_observer on_probe_;
   std::vector<slot_ptr> slots_;
   std::size_t running_loops_ = 0;
   bool is_started_ = false;

@@ -29,6 +29,9 @@ struct backend_health {
   std::string last_error;
   std::chrono::microseconds latency{0};  // the last successful probe's round trip
   clock::time_point since{};             // when `state` last changed (or tracking began)
+  // When the current run of failed probes began (the first of consecutive_failures); the
+  // epoch of the clock while the last probe succeeded. Failover durations start here.
+  clock::time_point failing_since{};
   std::uint32_t consecutive_failures = 0;
   std::uint32_t consecutive_successes = 0;
   std::uint64_t probes = 0;         // probes completed, successful or not

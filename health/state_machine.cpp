@@ -29,6 +29,7 @@ bool state_machine::record(const probe_outcome& outcome, clock::time_point now) 
 
 bool state_machine::record_success(const probe_outcome& outcome, clock::time_point now) {
   health_.consecutive_failures = 0;
+  health_.failing_since = {};
   ++health_.consecutive_successes;
 
   health_.role = outcome.role;
@@ -49,7 +50,9 @@ bool state_machine::record_success(const probe_outcome& outcome, clock::time_poi
 bool state_machine::record_failure(const probe_outcome& outcome, clock::time_point now) {
   ++health_.failed_probes;
   health_.consecutive_successes = 0;
-  ++health_.consecutive_failures;
+  if (health_.consecutive_failures++ == 0) {
+    health_.failing_since = now;
+  }
   health_.last_error = outcome.reason;
 
   bool falls = health_.state == backend_state::unknown ||

@@ -7,10 +7,16 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
+#include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
+#include <string>
 #include <thread>
+
+#include "proxy/metrics/metrics.hpp"
 
 namespace pgf::session {
 class session;
@@ -20,6 +26,16 @@ struct routing_view;
 }
 
 namespace pgf {
+
+// Server connections by backend name and phase, counted from the sessions themselves:
+// what /status and /metrics show and what a switchover waits on.
+struct server_census {
+  using counts = std::array<std::uint32_t, metrics::server_state_count>;
+  std::map<std::string, counts, std::less<>> backends;
+  std::uint32_t clients = 0;
+
+  void add(const server_census& other);
+};
 
 class worker {
  public:
@@ -41,6 +57,8 @@ class worker {
   }
   void remove(std::list<session::session*>::iterator it) { sessions_.erase(it); }
   void for_each_session(const std::function<void(session::session&)>& fn);
+  // This worker's sessions, counted; call on this worker's thread only.
+  server_census census() const;
 
   // A broadcast to the sessions waiting for a backend: the timer never expires on its own;
   // each new routing view cancels it, which completes every pending wait with

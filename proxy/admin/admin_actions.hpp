@@ -2,10 +2,10 @@
 // interface; the HTTP handlers reach the proxy through it and nothing else.
 //
 // Threading: every call is made on the admin server's io_context, which is the control
-// thread's, so no two calls run at the same moment. A switchover suspends while it drains,
-// though, and other requests (status, pause, even a second switchover) are served in the
-// meantime: an implementation decides what may overlap. Calls other than switchover() run
-// to completion on the event loop and must not block.
+// thread's, so no two calls run at the same moment. The coroutines suspend, though (a
+// switchover while it drains, status while it counts the workers' sessions), and other
+// requests (status, pause, even a second switchover) are served in the meantime: an
+// implementation decides what may overlap. Nothing may block the event loop.
 //
 // `who` names the caller for logs and events: "admin:<peer address>", as in
 // "admin:127.0.0.1:51234". `reason` is the operator's text, possibly empty.
@@ -22,8 +22,9 @@ namespace pgf::admin {
 // The outcome of an action, sent to the client as JSON: on success (2xx) the body is
 // {"ok": true} plus the members of `detail`; otherwise {"error": error} plus `detail`.
 //   200 done; 404 unknown backend; 409 refused (the target is not eligible, a switchover
-//   is already running, ...); 500 failed (reload: the configuration's problems in
-//   detail["issues"], an array of "FILE:LINE: KEY: message" strings).
+//   is already running, ...); 422 reload refused (the configuration's problems in
+//   detail["issues"], an array of "FILE:LINE: KEY: message" strings); 500 failed (the
+//   state file could not be written).
 struct action_result {
   int http_status = 200;
   std::string error;           // empty on success
@@ -48,7 +49,7 @@ class admin_actions {
   //                 "latency_ms": number (last successful probe), "active": bool,
   //                 "fenced": bool, "disabled": bool, "eligible": bool,
   //                 "last_error": string, "pools": [...]}]
-  virtual boost::json::value status() = 0;
+  virtual boost::asio::awaitable<boost::json::value> status() = 0;
 
   // GET /events, oldest first. An object {"events": [...]}, each event:
   //   "time": RFC 3339 UTC string, "kind": "switch" | "state" | "disable" | ...,
@@ -59,20 +60,26 @@ class admin_actions {
   // GET /readyz: true when an active backend exists.
   virtual bool ready() = 0;
 
+  // Before GET /metrics is rendered: bring the gauges that are counted on demand (server
+  // connections, hook runs) up to date.
+  virtual boost::asio::awaitable<void> refresh_metrics() = 0;
+
   // POST /switchover: a planned switch to `to`, draining first unless `force`.
   virtual boost::asio::awaitable<action_result> switchover(std::string to, bool force,
                                                            std::string reason, std::string who) = 0;
 
   // POST /backends/NAME/disable and /enable (enable also unfences).
-  virtual action_result disable(std::string name, std::string reason, std::string who) = 0;
-  virtual action_result enable(std::string name, std::string reason, std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> disable(std::string name, std::string reason,
+                                                        std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> enable(std::string name, std::string reason,
+                                                       std::string who) = 0;
 
   // POST /pause and /resume: hold and release new transactions.
-  virtual action_result pause(std::string reason, std::string who) = 0;
-  virtual action_result resume(std::string reason, std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> pause(std::string reason, std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> resume(std::string reason, std::string who) = 0;
 
   // POST /reload: reread the configuration file.
-  virtual action_result reload(std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> reload(std::string who) = 0;
 };
 
 }  // namespace pgf::admin

@@ -326,7 +326,7 @@ struct admin_server::state : std::enable_shared_from_this<state> {
   static net::awaitable<void> accept_loop(std::shared_ptr<state> self);
   static net::awaitable<void> serve(std::shared_ptr<state> self, tcp::socket socket);
   net::awaitable<response> handle(const request& req, const std::string& who);
-  response answer_get(const route& r, unsigned version);
+  net::awaitable<response> answer_get(const route& r, unsigned version);
   net::awaitable<response> answer_post(const route& r, const request& req, const std::string& who);
   net::awaitable<action_result> run_action(const route& r, action_fields fields,
                                            const std::string& who);
@@ -529,7 +529,7 @@ net::awaitable<response> admin_server::state::handle(const request& req, const s
                                  std::string_view(http::to_string(matched->method))));
     res.set(http::field::allow, http::to_string(matched->method));
   } else if (matched->method == http::verb::get) {
-    res = answer_get(*matched, version);
+    res = co_await answer_get(*matched, version);
   } else {
     res = co_await answer_post(*matched, req, who);
   }
@@ -537,24 +537,27 @@ net::awaitable<response> admin_server::state::handle(const request& req, const s
   co_return res;
 }
 
-response admin_server::state::answer_get(const route& r, unsigned version) {
+net::awaitable<response> admin_server::state::answer_get(const route& r, unsigned version) {
   switch (r.kind) {
-    case route_kind::status:
-      return make_json(http::status::ok, version, actions.status());
+    case route_kind::status: {
+      auto body = co_await actions.status();
+      co_return make_json(http::status::ok, version, body);
+    }
     case route_kind::events:
-      return make_json(http::status::ok, version, actions.events());
+      co_return make_json(http::status::ok, version, actions.events());
     case route_kind::metrics:
-      return make_response(http::status::ok, version, metrics_content_type, metrics.serialize());
+      co_await actions.refresh_metrics();
+      co_return make_response(http::status::ok, version, metrics_content_type, metrics.serialize());
     case route_kind::healthz:
-      return make_response(http::status::ok, version, "text/plain; charset=utf-8", "ok");
+      co_return make_response(http::status::ok, version, "text/plain; charset=utf-8", "ok\n");
     case route_kind::readyz:
       if (actions.ready()) {
-        return make_json(http::status::ok, version, json::object{{"ready", true}});
+        co_return make_json(http::status::ok, version, json::object{{"ready", true}});
       }
-      return make_json(http::status::service_unavailable, version,
-                       json::object{{"ready", false}, {"error", "no active backend"}});
+      co_return make_json(http::status::service_unavailable, version,
+                          json::object{{"ready", false}, {"error", "no active backend"}});
     default:
-      return make_error(http::status::internal_server_error, version, "unrouted request");
+      co_return make_error(http::status::internal_server_error, version, "unrouted request");
   }
 }
 
@@ -606,15 +609,15 @@ net::awaitable<action_result> admin_server::state::run_action(const route& r, ac
       co_return co_await actions.switchover(std::move(fields.to), fields.force,
                                             std::move(fields.reason), who);
     case route_kind::disable:
-      co_return actions.disable(r.backend, std::move(fields.reason), who);
+      co_return co_await actions.disable(r.backend, std::move(fields.reason), who);
     case route_kind::enable:
-      co_return actions.enable(r.backend, std::move(fields.reason), who);
+      co_return co_await actions.enable(r.backend, std::move(fields.reason), who);
     case route_kind::pause:
-      co_return actions.pause(std::move(fields.reason), who);
+      co_return co_await actions.pause(std::move(fields.reason), who);
     case route_kind::resume:
-      co_return actions.resume(std::move(fields.reason), who);
+      co_return co_await actions.resume(std::move(fields.reason), who);
     case route_kind::reload:
-      co_return actions.reload(who);
+      co_return co_await actions.reload(who);
     default:
       co_return action_result::failure(500, "unrouted request");
   }

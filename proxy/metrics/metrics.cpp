@@ -129,11 +129,11 @@ struct families {
                              .Help("Client connections accepted since start")
                              .Register(r)),
         bytes_received(BuildCounter()
-                           .Name("pgfailover_bytes_received_total")
+                           .Name("pgfailover_received_bytes_total")
                            .Help("Bytes received from clients")
                            .Register(r)),
         bytes_sent(BuildCounter()
-                       .Name("pgfailover_bytes_sent_total")
+                       .Name("pgfailover_sent_bytes_total")
                        .Help("Bytes sent to clients")
                        .Register(r)),
         errors(BuildCounter()
@@ -262,10 +262,58 @@ backend_metrics& metrics::add_backend(const std::string& name) {
   return *it->second;
 }
 
-backend_metrics* metrics::backend(std::string_view name) {
+std::vector<std::string> metrics::backend_names() {
   std::lock_guard lock(backends_mutex_);
-  auto it = backends_.find(name);
-  return it == backends_.end() ? nullptr : it->second.get();
+  std::vector<std::string> out;
+  for (const auto& [name, series] : backends_) {
+    out.push_back(name);
+  }
+  return out;
+}
+
+void metrics::set_backend_health(std::string_view name, health::backend_state state,
+                                 health::backend_role role) {
+  std::lock_guard lock(backends_mutex_);
+  if (auto it = backends_.find(name); it != backends_.end()) {
+    it->second->set_health(state, role);
+  }
+}
+
+void metrics::observe_probe(std::string_view name, seconds round_trip) {
+  std::lock_guard lock(backends_mutex_);
+  if (auto it = backends_.find(name); it != backends_.end()) {
+    it->second->observe_probe(round_trip);
+  }
+}
+
+void metrics::set_backend_routing(std::string_view name, bool is_fenced, bool is_disabled) {
+  std::lock_guard lock(backends_mutex_);
+  if (auto it = backends_.find(name); it != backends_.end()) {
+    it->second->set_fenced(is_fenced);
+    it->second->set_disabled(is_disabled);
+  }
+}
+
+void metrics::set_server_connections(
+    const std::map<std::string, std::array<std::uint32_t, server_state_count>, std::less<>>&
+        counts) {
+  std::lock_guard lock(backends_mutex_);
+  for (auto& [name, series] : backends_) {
+    auto it = counts.find(name);
+    for (std::size_t i = 0; i < server_state_count; ++i) {
+      auto n = it == counts.end() ? 0u : it->second[i];
+      series->server_connections(static_cast<server_state>(i)).Set(n);
+    }
+  }
+}
+
+void metrics::fold_hook_runs(const std::array<std::uint64_t, hook_result_count>& totals) {
+  for (std::size_t i = 0; i < hook_result_count; ++i) {
+    if (totals[i] > folded_hook_runs_[i]) {
+      hook_runs_[i]->Increment(static_cast<double>(totals[i] - folded_hook_runs_[i]));
+      folded_hook_runs_[i] = totals[i];
+    }
+  }
 }
 
 void metrics::remove_backend(std::string_view name) {

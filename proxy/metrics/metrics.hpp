@@ -12,9 +12,12 @@
 //   the calls whose labels cannot be known in advance (count_failover, count_admin_request,
 //   an unusual SQLSTATE class) look the series up under prometheus-cpp's family mutex. All
 //   of these are per event (a probe, a switch, a connection, an error), never per message.
-// - add_backend() and remove_backend() run on the control thread. A backend_metrics
-//   reference stays valid until remove_backend() for that name, which the caller makes
-//   only once no other thread can still use it (after a reload retired the backend).
+// - Per-backend series are reached by name through the set_backend_*/observe_probe calls,
+//   which look the backend up under a mutex, so a reload may add and remove backends
+//   (add_backend, remove_backend) while the checker thread reports probes. A name that is
+//   not (or no longer) known is ignored.
+// - Server connections are not counted on the data path at all: set_server_connections()
+//   writes a census the control thread takes from the workers before each scrape.
 // - serialize() may be called from any thread; concurrent calls take turns on a mutex.
 #pragma once
 
@@ -76,7 +79,6 @@ class backend_metrics {
   void set_fenced(bool is_fenced) { fenced_->Set(is_fenced ? 1 : 0); }
   void set_disabled(bool is_disabled) { disabled_->Set(is_disabled ? 1 : 0); }
 
-  // The pool increments and decrements these as connections change phase.
   prometheus::Gauge& server_connections(server_state state) {
     return *server_connections_[static_cast<std::size_t>(state)];
   }
@@ -109,10 +111,20 @@ class metrics {
 
   // Creates the backend's series, or returns the existing ones.
   backend_metrics& add_backend(const std::string& name);
-  // The backend's series; nullptr when the name is unknown. Look up once, keep the reference.
-  backend_metrics* backend(std::string_view name);
   // Drops the backend's series from the output and frees them.
   void remove_backend(std::string_view name);
+  // The backends that have series, in name order.
+  std::vector<std::string> backend_names();
+
+  void set_backend_health(std::string_view name, health::backend_state state,
+                          health::backend_role role);
+  void observe_probe(std::string_view name, seconds round_trip);
+  void set_backend_routing(std::string_view name, bool is_fenced, bool is_disabled);
+  // Server connections per backend name, [login, active, idle]; a backend missing from
+  // `counts` has none.
+  void set_server_connections(
+      const std::map<std::string, std::array<std::uint32_t, server_state_count>, std::less<>>&
+          counts);
 
   // pgfailover_active_backend{backend}: 1 for `name`, 0 for every other backend.
   void set_active_backend(std::optional<std::string_view> name);
@@ -125,6 +137,9 @@ class metrics {
   void count_hook_run(hook_result result) {
     hook_runs_[static_cast<std::size_t>(result)]->Increment();
   }
+  // The hook runs counted elsewhere (the router's own counters), as running totals: adds
+  // what is new since the last call. Control thread.
+  void fold_hook_runs(const std::array<std::uint64_t, hook_result_count>& totals);
   // An ErrorResponse the proxy itself sent to a client, counted by its SQLSTATE's class
   // (the first two characters); a malformed code counts as class "other".
   void count_client_error(std::string_view sqlstate);
@@ -150,6 +165,7 @@ class metrics {
   prometheus::Gauge* paused_;
   prometheus::Histogram* failover_duration_;
   std::array<prometheus::Counter*, hook_result_count> hook_runs_;
+  std::array<std::uint64_t, hook_result_count> folded_hook_runs_{};
   std::map<std::string, prometheus::Counter*, std::less<>> common_errors_;
 
   std::mutex backends_mutex_;

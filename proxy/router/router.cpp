@@ -58,7 +58,8 @@ bool same_backends(const std::vector<backend_route_state>& a,
 // Whether publishing `next` would tell sessions or the admin API anything new.
 bool same_decision(const routing_view& a, const routing_view& b) {
   return a.epoch == b.epoch && a.active == b.active && a.deciding == b.deciding &&
-         a.paused == b.paused && a.cfg == b.cfg && a.switch_reason == b.switch_reason &&
+         a.paused == b.paused && a.pause_reason == b.pause_reason && a.drained == b.drained &&
+         a.cfg == b.cfg && a.switch_reason == b.switch_reason &&
          a.switch_detail == b.switch_detail && same_backends(a.backends, b.backends);
 }
 
@@ -170,6 +171,9 @@ bool router::commit(policy_decision d, const commit_context& ctx) {
 
   auto before = std::move(state_);
   state_ = std::move(d.state);
+  if (!d.switches.empty()) {
+    drained_ = ctx.drained;
+  }
   record_fencing(before, ctx);
   record_promotion_end(before);
   for (const auto& s : d.switches) {
@@ -227,10 +231,13 @@ void router::hold_after_write_failure(const policy_decision& failed) {
 
 void router::record_switch(const switch_record& s, const std::string& who) {
   ++counters_.switches;
+  for (const auto& observe : switch_observers_) {
+    observe(s, who);
+  }
   switch_reason_ = s.reason;
   switch_detail_ = s.detail;
-  spdlog::warn("switch from={} to={} epoch={} reason={:?} detail={:?} who={}",
-               name_or_none(s.from), name_or_none(s.to), s.epoch, s.reason, s.detail, who);
+  spdlog::warn("switch from={} to={} epoch={} reason={:?} detail={:?} who={}", name_or_none(s.from),
+               name_or_none(s.to), s.epoch, s.reason, s.detail, who);
   events_.add({std::chrono::system_clock::now(), event_kind::switched, "", s.from, s.to, s.epoch,
                s.reason + ": " + s.detail, who});
 }
@@ -305,8 +312,8 @@ void router::record_states(const std::vector<backend_verdict>& verdicts) {
 }
 
 void router::record_operator(std::string backend, std::string reason, const std::string& who) {
-  spdlog::info("operator action backend={} who={:?} action={:?}",
-               backend.empty() ? "-" : backend, who, reason);
+  spdlog::info("operator action backend={} who={:?} action={:?}", backend.empty() ? "-" : backend,
+               who, reason);
   events_.add({std::chrono::system_clock::now(),
                event_kind::operator_action,
                std::move(backend),
@@ -397,15 +404,17 @@ action_result router::finish_action(policy_decision d, const commit_context& ctx
     d.error = "the router has not started yet";
   }
   if (!d.error.empty()) {
-    record_operator(std::move(backend), fmt::format("{} refused: {}", action, d.error), ctx.who);
+    record_operator(backend, fmt::format("{} refused: {}", action, d.error), ctx.who);
     auto r = answer();
     r.is_ok = false;
+    r.failure = is_known(backend) ? action_failure::refused : action_failure::unknown_backend;
     r.error = std::move(d.error);
     return r;
   }
   if (!commit(std::move(d), ctx)) {
     auto r = answer();
     r.is_ok = false;
+    r.failure = action_failure::write_failed;
     r.error = fmt::format("{} not done: cannot write the state file: {}", action, write_error_);
     return r;
   }
@@ -413,38 +422,81 @@ action_result router::finish_action(policy_decision d, const commit_context& ctx
   return answer();
 }
 
+namespace {
+
+std::string with_reason(std::string action, const std::string& reason) {
+  return reason.empty() ? action : fmt::format("{}: {}", action, reason);
+}
+
+}  // namespace
+
+bool router::is_known(const std::string& backend) const {
+  if (backend.empty()) {
+    return true;  // not about a backend
+  }
+  auto is_configured = std::any_of(cfg_->backends.begin(), cfg_->backends.end(),
+                                   [&](const auto& b) { return b.name == backend; });
+  return is_configured || state_.fenced.contains(backend) || state_.disabled.contains(backend);
+}
+
 action_result router::do_switchover(const switchover_request& request) {
   auto detail = fmt::format("switchover to {} by {}{}{}", request.to, request.who,
                             request.reason.empty() ? "" : ": ", request.reason);
-  auto action = fmt::format("switchover to {}{}{}{}", request.to, request.force ? " (force)" : "",
-                            request.reason.empty() ? "" : ": ", request.reason);
+  auto action =
+      with_reason(fmt::format("switchover to {}{}", request.to, request.force ? " (force)" : ""),
+                  request.reason);
   auto d = switchover(input(), state_, request.to, detail);
-  return finish_action(std::move(d), {request.who, "switched to by operator"}, std::move(action),
-                       request.to);
+  return finish_action(std::move(d), {request.who, "switched to by operator", request.drained},
+                       std::move(action), request.to);
 }
 
 action_result router::do_disable(const backend_request& request) {
   auto d = disable(input(), state_, request.name);
-  return finish_action(std::move(d), {request.who, "disabled by operator"}, "disable",
-                       request.name);
+  return finish_action(std::move(d), {request.who, "disabled by operator", request.drained},
+                       with_reason("disable", request.reason), request.name);
 }
 
 action_result router::do_enable(const backend_request& request) {
   auto d = enable(input(), state_, request.name);
-  return finish_action(std::move(d), {request.who, "enabled by operator"}, "enable", request.name);
+  return finish_action(std::move(d), {request.who, "enabled by operator", request.drained},
+                       with_reason("enable", request.reason), request.name);
 }
 
-action_result router::do_pause(const std::string& who, bool is_paused) {
+action_result router::do_pause(const pause_request& request, bool is_paused) {
+  auto r = answer();
+  r.changed = is_paused_ != is_paused;
   is_paused_ = is_paused;
-  record_operator("", is_paused ? "pause" : "resume", who);
+  pause_why_ =
+      is_paused ? with_reason(fmt::format("traffic is paused by {}", request.who), request.reason)
+                : std::string();
+  auto action = is_paused ? "pause" : "resume";
+  record_operator(
+      "", with_reason(r.changed ? action : fmt::format("{} (no change)", action), request.reason),
+      request.who);
+  publish_pause();
+  return r;
+}
+
+action_result router::do_hold(bool is_held, const std::string& why) {
+  if (is_held) {
+    ++holds_;
+    hold_why_ = why;
+  } else if (holds_ > 0) {
+    --holds_;
+  }
+  publish_pause();
+  return answer();
+}
+
+void router::publish_pause() {
   routing_view next;
   {
     std::lock_guard lock(mutex_);
     next = *current_;
   }
-  next.paused = is_paused_;
+  next.paused = is_paused_ || holds_ > 0;
+  next.pause_reason = is_paused_ ? pause_why_ : holds_ > 0 ? hold_why_ : std::string();
   publish_if_changed(std::move(next));
-  return answer();
 }
 
 action_result router::do_reload(std::shared_ptr<const config::config> cfg, const std::string& who) {
@@ -466,7 +518,9 @@ routing_view router::make_view(const std::vector<backend_verdict>& verdicts,
   routing_view v;
   v.epoch = state_.epoch;
   v.deciding = is_deciding;
-  v.paused = is_paused_;
+  v.paused = is_paused_ || holds_ > 0;
+  v.pause_reason = is_paused_ ? pause_why_ : holds_ > 0 ? hold_why_ : std::string();
+  v.drained = drained_;
   v.cfg = cfg_;
   v.switch_reason = switch_reason_;
   v.switch_detail = switch_detail_;

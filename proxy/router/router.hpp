@@ -46,9 +46,19 @@
 
 namespace pgf::router {
 
+// Why an operator call was not carried out.
+enum class action_failure {
+  none,
+  unknown_backend,  // no backend has that name
+  refused,          // the policy said no: not eligible, already active, not decided yet
+  write_failed,     // the state file could not be written; nothing changed
+};
+
 // What an operator call answers; the admin API turns a refusal into an HTTP error.
 struct action_result {
   bool is_ok = false;
+  action_failure failure = action_failure::none;
+  bool changed = true;                // false when the call found things as asked already
   std::string error;                  // why it was refused or failed; empty when ok
   std::uint64_t epoch = 0;            // after the call
   std::optional<std::string> active;  // after the call
@@ -58,12 +68,22 @@ struct switchover_request {
   std::string to;
   std::string reason;  // the operator's words, kept in the switch record and the events
   bool force = false;  // recorded only: skipping the drain is the caller's part
-  std::string who;     // who asked: "admin 127.0.0.1:51234", "ctl", ...
+  std::string who;     // who asked: "admin:127.0.0.1:51234", "signal", ...
+  // The caller drained the old backend first (or was told not to wait): sessions still on
+  // it are closed at once instead of being given drain_timeout (routing_view::drained).
+  bool drained = false;
 };
 
 struct backend_request {
   std::string name;
   std::string who;
+  std::string reason;    // the operator's words, kept in the events
+  bool drained = false;  // as in switchover_request, when this call moves the active backend
+};
+
+struct pause_request {
+  std::string who;
+  std::string reason;
 };
 
 // Plain counters until the metrics registry takes them over.
@@ -118,15 +138,24 @@ class router {
     return on_control([this, r = std::move(request)] { return do_enable(r); },
                       std::forward<CompletionToken>(token));
   }
-  // Sets or clears routing_view::paused; sessions do the holding.
+  // The operator's pause: sets or clears it (routing_view::paused); sessions do the
+  // holding. Answers changed = false when it was already so.
   template <typename CompletionToken>
-  auto async_pause(std::string who, CompletionToken&& token) {
-    return on_control([this, w = std::move(who)] { return do_pause(w, true); },
+  auto async_pause(pause_request request, CompletionToken&& token) {
+    return on_control([this, r = std::move(request)] { return do_pause(r, true); },
                       std::forward<CompletionToken>(token));
   }
   template <typename CompletionToken>
-  auto async_resume(std::string who, CompletionToken&& token) {
-    return on_control([this, w = std::move(who)] { return do_pause(w, false); },
+  auto async_resume(pause_request request, CompletionToken&& token) {
+    return on_control([this, r = std::move(request)] { return do_pause(r, false); },
+                      std::forward<CompletionToken>(token));
+  }
+  // A hold for a planned switch's drain, independent of the operator's pause: traffic is
+  // paused while either is in place. `why` is what held clients are told. Each hold(true)
+  // needs its hold(false).
+  template <typename CompletionToken>
+  auto async_hold(bool is_held, std::string why, CompletionToken&& token) {
+    return on_control([this, is_held, w = std::move(why)] { return do_hold(is_held, w); },
                       std::forward<CompletionToken>(token));
   }
   // A new configuration. Never switches by itself: eligibility follows the new settings
@@ -142,6 +171,11 @@ class router {
   routing_view_ptr view() const;
   // Registers a callback for every publication. Call before start().
   void subscribe(subscriber fn);
+  // Registers a callback for every switch of the active backend, with who caused it; it
+  // runs on the control strand before the view that carries the switch is published.
+  // Call before start().
+  using switch_observer = std::function<void(const switch_record&, const std::string& who)>;
+  void on_switch(switch_observer fn) { switch_observers_.push_back(std::move(fn)); }
   // The last 200 events, oldest first.
   std::vector<router_event> events() const { return events_.snapshot(); }
   const router_counters& counters() const { return counters_; }
@@ -151,6 +185,7 @@ class router {
   struct commit_context {
     std::string who = "router";
     std::string unfence_reason = "eligible for failback_after";
+    bool drained = false;  // a switch in this commit follows a drain
   };
 
   template <typename Fn, typename CompletionToken>
@@ -164,8 +199,11 @@ class router {
   action_result do_switchover(const switchover_request& request);
   action_result do_disable(const backend_request& request);
   action_result do_enable(const backend_request& request);
-  action_result do_pause(const std::string& who, bool is_paused);
+  action_result do_pause(const pause_request& request, bool is_paused);
+  action_result do_hold(bool is_held, const std::string& why);
+  void publish_pause();
   action_result do_reload(std::shared_ptr<const config::config> cfg, const std::string& who);
+  bool is_known(const std::string& backend) const;
   action_result finish_action(policy_decision d, const commit_context& ctx, std::string action,
                               std::string backend);
 
@@ -202,7 +240,11 @@ class router {
   policy_state state_;  // the durable decision: what the state file says
   bool is_started_ = false;
   bool is_stopped_ = false;
-  bool is_paused_ = false;
+  bool is_paused_ = false;  // by an operator
+  std::string pause_why_;
+  unsigned holds_ = 0;  // drains under way
+  std::string hold_why_;
+  bool drained_ = false;  // the last switch followed a drain
   bool is_write_failing_ = false;
   std::string write_error_;
   std::map<std::string, route_status> last_status_;  // for "state" events
@@ -214,6 +256,7 @@ class router {
   routing_view_ptr current_;
   std::atomic<std::uint64_t> generation_{0};
   std::vector<subscriber> subscribers_;
+  std::vector<switch_observer> switch_observers_;
 
   event_log events_;
   router_counters counters_;

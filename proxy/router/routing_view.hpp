@@ -51,6 +51,11 @@ struct routing_view {
   std::optional<std::size_t> active;  // index into cfg->backends and backends
   bool deciding = false;              // the router has not made its first choice yet (startup_wait)
   bool paused = false;                // new work is held (operator pause or a switchover's drain)
+  std::string pause_reason;           // why, in words, for the clients held too long
+  // The switch that started this epoch came after a drain (a planned switchover waited
+  // drain_timeout, or was forced not to): sessions still on an older epoch close at once
+  // with 57P01. Otherwise a move away from a healthy backend gives them drain_timeout.
+  bool drained = false;
   // The switch that started this epoch: a short word ("down", "failback", "switchover",
   // ...) and the same in words. Empty when no switch happened since start.
   std::string switch_reason;

@@ -77,7 +77,8 @@ session::session(proxy_context& ctx, worker& w, stream_socket client, std::strin
       id_(ctx.next_session_id.fetch_add(1, std::memory_order_relaxed)),
       peer_(std::move(peer)),
       started_(std::chrono::steady_clock::now()),
-      cfg_(ctx.cfg),
+      cfg_(ctx.router.view()->cfg),
+      counters_(ctx.metrics.worker(w.index())),
       client_(std::move(client)),
       server_(client_.get_executor()),
       startup_timer_(client_.get_executor()),
@@ -85,6 +86,8 @@ session::session(proxy_context& ctx, worker& w, stream_socket client, std::strin
       drain_timer_(client_.get_executor()) {
   ctx_.client_count.fetch_add(1, std::memory_order_relaxed);
   registry_it_ = worker_.add(this);
+  counters_.count_client_accepted();
+  counters_.enter(phase_);
 }
 
 session::~session() {
@@ -93,6 +96,24 @@ session::~session() {
     ctx_.cancels.detach(client_key_);
   }
   ctx_.client_count.fetch_sub(1, std::memory_order_relaxed);
+  counters_.leave(phase_);
+}
+
+void session::set_phase(metrics::client_state phase) {
+  if (phase != phase_) {
+    counters_.move(phase_, phase);
+    phase_ = phase;
+  }
+}
+
+std::optional<metrics::server_state> session::server_phase() const {
+  if (connected_) {
+    return metrics::server_state::active;
+  }
+  if (is_attempting_) {
+    return metrics::server_state::login;
+  }
+  return std::nullopt;
 }
 
 void session::start(proxy_context& ctx, worker& w, stream_socket client, std::string peer) {
@@ -305,7 +326,8 @@ bool session::is_usable_route(const router::routing_view& view,
                               std::chrono::steady_clock::time_point begin, bool has_failed) {
   if (view.paused) {
     fail(proto::sqlstate::cannot_connect_now,
-         fmt::format("traffic is paused by an operator; not resumed within pause_timeout ({}ms)",
+         fmt::format("{}; not resumed within pause_timeout ({}ms)",
+                     view.pause_reason.empty() ? "traffic is paused" : view.pause_reason,
                      view.cfg->failover.pause_timeout.count()));
     return false;
   }
@@ -347,7 +369,9 @@ net::awaitable<router::routing_view_ptr> session::wait_for_route(
       until = std::min(until, retry->at);
     }
     deadline.expires_at(until);
+    set_phase(metrics::client_state::waiting);
     co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
+    set_phase(metrics::client_state::login);
     view = ctx_.router.view();
   }
   co_return view;
@@ -561,11 +585,13 @@ void session::on_route_changed(const router::routing_view& view) {
     return;
   }
   // A planned move (a switchover, a failback, an operator disabling it): the backend is
-  // still healthy, so the session gets drain_timeout to finish before it is closed.
-  if (!is_draining_) {
+  // still healthy, so the session gets drain_timeout to finish before it is closed; none
+  // more when the switch itself came after a drain (or was forced to skip it).
+  if (!is_draining_ || view.drained) {
     is_draining_ = true;
     auto to = view.active_backend() ? view.active_backend()->name : std::string("none");
-    drain_timer_.expires_after(view.cfg->failover.drain_timeout);
+    drain_timer_.expires_after(view.drained ? std::chrono::milliseconds(0)
+                                            : view.cfg->failover.drain_timeout);
     drain_timer_.async_wait([self = shared_from_this(), to](boost::system::error_code ec) {
       if (ec) {
         return;
@@ -658,6 +684,7 @@ net::awaitable<session::pump_end> session::pump_client_to_server() {
         co_return pump_end::server_closed;
       }
       d.bytes += pos;
+      counters_.add_bytes_received(pos);
     }
     if (terminated) {
       stop_relay();
@@ -713,6 +740,7 @@ net::awaitable<session::pump_end> session::pump_server_to_client() {
         co_return pump_end::client_closed;
       }
       d.bytes += pos;
+      counters_.add_bytes_sent(pos);
     }
     std::memmove(d.buffer.data(), d.buffer.data() + pos, d.end - pos);
     d.end -= pos;
@@ -753,6 +781,8 @@ void session::on_server_message(char type, std::span<std::uint8_t> message) {
       }
       if (!login_complete_) {
         login_complete_ = true;
+        set_phase(metrics::client_state::active);
+        ctx_.note_served(epoch_);
         startup_timer_.cancel();
         spdlog::debug("login {}", fields());
       }
@@ -787,6 +817,7 @@ void session::fail(const char* sqlstate, std::string message, std::string detail
   }
   pending_error_ = fatal(sqlstate, message, detail);
   end_reason_ = fmt::format("{} {}", sqlstate, message);
+  ctx_.metrics.count_client_error(sqlstate);
 }
 
 void session::terminate(const char* sqlstate, std::string message) {

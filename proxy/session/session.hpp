@@ -28,6 +28,7 @@
 #include "protocol/messages.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/context.hpp"
+#include "proxy/metrics/metrics.hpp"
 #include "proxy/worker.hpp"
 
 namespace pgf::session {
@@ -58,6 +59,9 @@ class session : public std::enable_shared_from_this<session> {
   std::uint64_t id() const { return id_; }
   const std::string& backend_name() const { return backend_name_; }
   std::uint64_t epoch() const { return epoch_; }
+  // What the session holds on the server side: a login under way, a server connection, or
+  // nothing (std::nullopt: before routing, or waiting to retry).
+  std::optional<metrics::server_state> server_phase() const;
 
  private:
   // How one direction of the relay ended.
@@ -129,6 +133,7 @@ class session : public std::enable_shared_from_this<session> {
   void fail(const char* sqlstate, std::string message, std::string detail = {});
 
   std::string fields() const;
+  void set_phase(metrics::client_state phase);
 
   proxy_context& ctx_;
   worker& worker_;
@@ -137,6 +142,8 @@ class session : public std::enable_shared_from_this<session> {
   std::string peer_;
   std::chrono::steady_clock::time_point started_;
   std::shared_ptr<const config::config> cfg_;
+  metrics::worker_counters& counters_;  // this worker's; written by this thread only
+  metrics::client_state phase_ = metrics::client_state::login;
 
   stream_socket client_;
   stream_socket server_;
