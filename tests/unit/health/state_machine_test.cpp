@@ -82,6 +82,23 @@ TEST(StateMachineTest, SuccessBetweenFailuresRestartsTheFallCount) {
   EXPECT_EQ(machine.health().consecutive_failures, 1u);
 }
 
+TEST(StateMachineTest, FailingSinceMarksTheFirstOfARunOfFailures) {
+  state_machine machine("pg-1", 3, 2, t0);
+  machine.record(success(), t0);
+  EXPECT_EQ(machine.health().failing_since, clock::time_point{});
+
+  machine.record(failure(), t0 + 1s);
+  machine.record(failure(), t0 + 2s);
+  machine.record(failure(), t0 + 3s);
+  EXPECT_EQ(machine.health().state, backend_state::down);
+  EXPECT_EQ(machine.health().failing_since, t0 + 1s);
+
+  machine.record(success(), t0 + 4s);
+  EXPECT_EQ(machine.health().failing_since, clock::time_point{});
+  machine.record(failure(), t0 + 5s);
+  EXPECT_EQ(machine.health().failing_since, t0 + 5s);
+}
+
 TEST(StateMachineTest, DownComesUpOnlyAfterRiseConsecutiveSuccesses) {
   state_machine machine("pg-1", 2, 3, t0);
   machine.record(failure(), t0);
