@@ -99,11 +99,14 @@ wait_for_listening "$work/pgfailover.log" "${pids[-1]}" 20 >/dev/null || {
   exit 1
 }
 
-# PgBouncer in session mode; its console user is the servers' superuser.
+# PgBouncer in session mode, run as the servers' user (it refuses root) from a folder of
+# that user's; its console user is the servers' superuser.
 pgb_port=$(free_port)
-as_pg_user tee "$work/userlist.txt" >/dev/null <<<'"postgres" ""'
+mkdir -p "$work/pgb"
+[ "$(id -u)" -eq 0 ] && chown "$PGCLUSTER_OS_USER:" "$work/pgb"
+as_pg_user tee "$work/pgb/userlist.txt" >/dev/null <<<'"postgres" ""'
 write_pgbouncer_ini() {
-  as_pg_user tee "$work/pgbouncer.ini" >/dev/null <<EOF
+  as_pg_user tee "$work/pgb/pgbouncer.ini" >/dev/null <<EOF
 [databases]
 postgres = host=127.0.0.1 port=${port[$1]} dbname=postgres
 [pgbouncer]
@@ -111,17 +114,17 @@ listen_addr = 127.0.0.1
 listen_port = $pgb_port
 unix_socket_dir =
 auth_type = trust
-auth_file = $work/userlist.txt
+auth_file = $work/pgb/userlist.txt
 admin_users = postgres
 pool_mode = session
 max_client_conn = 200
 default_pool_size = 64
-logfile = $work/pgbouncer.log
-pidfile = $work/pgbouncer.pid
+logfile = $work/pgb/pgbouncer.log
+pidfile = $work/pgb/pgbouncer.pid
 EOF
 }
 write_pgbouncer_ini a
-as_pg_user pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+as_pg_user pgbouncer "$work/pgb/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do
   PGCONNECT_TIMEOUT=2 psql -X -p "$pgb_port" -Atc 'SELECT 1' >/dev/null 2>&1 && break

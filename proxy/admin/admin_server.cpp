@@ -446,9 +446,23 @@ net::awaitable<void> serve_connection(std::shared_ptr<admin_server::state> self,
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(self->options.header_limit));
-    parser.body_limit(self->options.body_limit);
+    // The header first, without a body limit: Beast would refuse a Content-Length over the
+    // limit before the header is complete, and the answer could not name the route.
+    parser.body_limit(boost::none);
     stream.expires_after(self->options.request_timeout);
-    auto [read_ec, read_n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+    auto [header_ec, header_n] =
+        co_await http::async_read_header(stream, buffer, parser, use_tuple);
+    beast::error_code read_ec = header_ec;
+    if (!read_ec) {
+      auto length = parser.content_length();
+      if (length && *length > self->options.body_limit) {
+        read_ec = http::error::body_limit;
+      } else {
+        parser.body_limit(self->options.body_limit);  // for a chunked body
+        auto [body_ec, body_n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+        read_ec = body_ec;
+      }
+    }
     if (read_ec) {
       co_await self->answer_read_error(stream, parser, read_ec, who);
       co_return;

@@ -244,18 +244,36 @@ net::awaitable<void> operator_actions::refresh_metrics() {
 
 // ---- planned moves ----
 
-std::optional<action_result> operator_actions::refuse_if_moving() const {
-  if (moving_) {
-    return action_result::failure(409,
-                                  fmt::format("{} is under way; try again after it", *moving_));
+std::optional<action_result> operator_actions::refuse_if_moving(const std::string& action,
+                                                                const std::string& who) const {
+  if (!moving_) {
+    return std::nullopt;
   }
-  return std::nullopt;
+  auto error = fmt::format("{} is under way; try again after it", *moving_);
+  parts_.router.note_operator("", fmt::format("{} refused: {}", action, error), who);
+  return action_result::failure(409, error);
+}
+
+net::awaitable<std::uint32_t> operator_actions::count_attached(
+    const std::function<bool(std::string_view)>& is_old) {
+  auto counted = co_await census();
+  std::uint32_t total = 0;
+  for (const auto& [name, counts] : counted.backends) {
+    if (is_old(name)) {
+      for (auto n : counts) {
+        total += n;
+      }
+    }
+  }
+  co_return total;
 }
 
 net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
-    std::function<bool(std::string_view)> is_old, std::string why) {
+    std::optional<std::string> target, std::function<bool(std::string_view)> is_old,
+    std::string why) {
   auto begin = steady::now();
-  auto [e, held] = co_await parts_.router.async_hold(true, std::move(why), use_tuple);
+  auto [e, held] =
+      co_await parts_.router.async_hold(true, std::move(why), std::move(target), use_tuple);
   if (e) {
     std::rethrow_exception(e);
   }
@@ -264,15 +282,8 @@ net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
   net::steady_timer tick(parts_.control);
   drain_result result;
   for (;;) {
-    auto counted = co_await census();
-    result.left = 0;
-    for (const auto& [name, counts] : counted.backends) {
-      if (is_old(name)) {
-        for (auto n : counts) {
-          result.left += n;
-        }
-      }
-    }
+    auto left = co_await count_attached(is_old);
+    result.left = left;
     auto now = steady::now();
     result.took = std::chrono::duration_cast<std::chrono::milliseconds>(now - begin);
     if (result.left == 0 || now >= begin + limit) {
@@ -285,7 +296,9 @@ net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
 
 net::awaitable<void> operator_actions::release_hold() {
   std::string none;
-  auto [e, r] = co_await parts_.router.async_hold(false, std::move(none), use_tuple);
+  std::optional<std::string> no_target;
+  auto [e, r] =
+      co_await parts_.router.async_hold(false, std::move(none), std::move(no_target), use_tuple);
   if (e) {
     std::rethrow_exception(e);
   }
@@ -293,7 +306,7 @@ net::awaitable<void> operator_actions::release_hold() {
 
 net::awaitable<action_result> operator_actions::switchover(std::string to, bool force,
                                                            std::string reason, std::string who) {
-  if (auto refused = refuse_if_moving()) {
+  if (auto refused = refuse_if_moving(fmt::format("switchover to {}", to), who)) {
     co_return *refused;
   }
   // Checked before holding anyone: a switchover that cannot happen must not pause traffic.
@@ -305,19 +318,25 @@ net::awaitable<action_result> operator_actions::switchover(std::string to, bool 
       target = &b;
     }
   }
-  if (target == nullptr) {
-    co_return action_result::failure(404, fmt::format("no backend is named \"{}\"", to));
-  }
+  std::optional<action_result> refusal;
   const auto* active = view->active_backend();
-  if (active != nullptr && active->name == to) {
-    co_return action_result::failure(409, fmt::format("{} is already the active backend", to));
+  bool is_clean = target != nullptr && (target->status == router::route_status::eligible ||
+                                        target->status == router::route_status::fenced);
+  if (target == nullptr) {
+    refusal = action_result::failure(404, fmt::format("no backend is named \"{}\"", to));
+  } else if (active != nullptr && active->name == to) {
+    refusal = action_result::failure(409, fmt::format("{} is already the active backend", to));
+  } else if (view->deciding) {
+    refusal = action_result::failure(
+        409, fmt::format("{} is not eligible: the router has not chosen a backend yet", to));
+  } else if (!is_clean) {
+    refusal =
+        action_result::failure(409, fmt::format("{} is not eligible: {}", to, target->why_not));
   }
-  bool is_clean = target->status == router::route_status::eligible ||
-                  target->status == router::route_status::fenced;
-  if (!is_clean || view->deciding) {
-    auto why =
-        view->deciding ? std::string("the router has not chosen a backend yet") : target->why_not;
-    co_return action_result::failure(409, fmt::format("{} is not eligible: {}", to, why));
+  if (refusal) {
+    parts_.router.note_operator(to, fmt::format("switchover to {} refused: {}", to, refusal->error),
+                                who);
+    co_return *refusal;
   }
 
   moving_ = fmt::format("a switchover to {}", to);
@@ -327,13 +346,17 @@ net::awaitable<action_result> operator_actions::switchover(std::string to, bool 
   std::exception_ptr failure;
   router::action_result answer;
   try {
-    if (!force) {
+    std::function<bool(std::string_view)> is_old = [&to](std::string_view name) {
+      return name != to;
+    };
+    if (force) {
+      auto left = co_await count_attached(is_old);
+      drained.left = left;
+    } else {
       is_held = true;
       auto why = fmt::format("a switchover to {} is in progress", to);
-      std::function<bool(std::string_view)> is_old = [&to](std::string_view name) {
-        return name != to;
-      };
-      auto result = co_await hold_and_drain(std::move(is_old), std::move(why));
+      std::optional<std::string> target = to;
+      auto result = co_await hold_and_drain(std::move(target), std::move(is_old), std::move(why));
       drained = result;
     }
     router::switchover_request request{
@@ -363,7 +386,7 @@ net::awaitable<action_result> operator_actions::switchover(std::string to, bool 
 
 net::awaitable<action_result> operator_actions::disable(std::string name, std::string reason,
                                                         std::string who) {
-  if (auto refused = refuse_if_moving()) {
+  if (auto refused = refuse_if_moving(fmt::format("disable {}", name), who)) {
     co_return *refused;
   }
   auto view = parts_.router.view();
@@ -383,7 +406,14 @@ net::awaitable<action_result> operator_actions::disable(std::string name, std::s
       std::function<bool(std::string_view)> is_old = [&name](std::string_view b) {
         return b == name;
       };
-      auto result = co_await hold_and_drain(std::move(is_old), std::move(why));
+      // Where the router will most likely go: new sessions log in there during the drain.
+      std::optional<std::string> target;
+      for (const auto& b : view->backends) {
+        if (!target && b.name != name && b.status == router::route_status::eligible) {
+          target = b.name;
+        }
+      }
+      auto result = co_await hold_and_drain(std::move(target), std::move(is_old), std::move(why));
       drained = result;
     }
     router::backend_request request{.name = name, .who = who, .reason = reason, .drained = true};
@@ -454,6 +484,11 @@ net::awaitable<reload_outcome> operator_actions::reload_file(std::string who) {
     for (const auto& issue : out.issues) {
       spdlog::error("reload_refused who={} issue={:?}", who, issue);
     }
+    parts_.router.note_operator(
+        "",
+        fmt::format("reload refused: {} error(s) in {}; the running configuration stays",
+                    out.issues.size(), parts_.config_path),
+        who);
     co_return out;
   }
 

@@ -87,12 +87,18 @@ class operator_actions final : public admin_actions {
     std::chrono::milliseconds took{0};
   };
   // Holds new work and waits until no session is attached to a backend `is_old` accepts,
-  // or drain_timeout passed. The hold stays until release_hold().
-  boost::asio::awaitable<drain_result> hold_and_drain(std::function<bool(std::string_view)> is_old,
+  // or drain_timeout passed. New sessions log in to `target` meanwhile (when set) and wait
+  // before their first query. The hold stays until release_hold().
+  boost::asio::awaitable<drain_result> hold_and_drain(std::optional<std::string> target,
+                                                      std::function<bool(std::string_view)> is_old,
                                                       std::string why);
+  // Sessions holding or opening a server connection to a backend `is_old` accepts.
+  boost::asio::awaitable<std::uint32_t> count_attached(
+      const std::function<bool(std::string_view)>& is_old);
   boost::asio::awaitable<void> release_hold();
   // A planned move: refuses a second one while one runs.
-  std::optional<action_result> refuse_if_moving() const;
+  std::optional<action_result> refuse_if_moving(const std::string& action,
+                                                const std::string& who) const;
 
   operator_parts parts_;
   std::optional<std::string> moving_;  // what the planned move under way is, in words

@@ -59,8 +59,9 @@ bool same_backends(const std::vector<backend_route_state>& a,
 bool same_decision(const routing_view& a, const routing_view& b) {
   return a.epoch == b.epoch && a.active == b.active && a.deciding == b.deciding &&
          a.paused == b.paused && a.pause_reason == b.pause_reason && a.drained == b.drained &&
-         a.cfg == b.cfg && a.switch_reason == b.switch_reason &&
-         a.switch_detail == b.switch_detail && same_backends(a.backends, b.backends);
+         a.staged == b.staged && a.staged_epoch == b.staged_epoch && a.cfg == b.cfg &&
+         a.switch_reason == b.switch_reason && a.switch_detail == b.switch_detail &&
+         same_backends(a.backends, b.backends);
 }
 
 const char* promote_method_name(const promote_call& call) {
@@ -311,6 +312,19 @@ void router::record_states(const std::vector<backend_verdict>& verdicts) {
   last_status_ = std::move(next);
 }
 
+void router::note_operator(std::string backend, std::string text, const std::string& who) {
+  spdlog::info("operator action backend={} who={:?} action={:?}", backend.empty() ? "-" : backend,
+               who, text);
+  events_.add({std::chrono::system_clock::now(),
+               event_kind::operator_action,
+               std::move(backend),
+               {},
+               {},
+               view()->epoch,
+               std::move(text),
+               who});
+}
+
 void router::record_operator(std::string backend, std::string reason, const std::string& who) {
   spdlog::info("operator action backend={} who={:?} action={:?}", backend.empty() ? "-" : backend,
                who, reason);
@@ -466,9 +480,11 @@ action_result router::do_pause(const pause_request& request, bool is_paused) {
   auto r = answer();
   r.changed = is_paused_ != is_paused;
   is_paused_ = is_paused;
-  pause_why_ =
-      is_paused ? with_reason(fmt::format("traffic is paused by {}", request.who), request.reason)
-                : std::string();
+  if (r.changed) {  // a second pause keeps the first one's words
+    pause_why_ =
+        is_paused ? with_reason(fmt::format("traffic is paused by {}", request.who), request.reason)
+                  : std::string();
+  }
   auto action = is_paused ? "pause" : "resume";
   record_operator(
       "", with_reason(r.changed ? action : fmt::format("{} (no change)", action), request.reason),
@@ -477,15 +493,37 @@ action_result router::do_pause(const pause_request& request, bool is_paused) {
   return r;
 }
 
-action_result router::do_hold(bool is_held, const std::string& why) {
+action_result router::do_hold(bool is_held, const std::string& why,
+                              const std::optional<std::string>& target) {
   if (is_held) {
     ++holds_;
     hold_why_ = why;
+    hold_target_ = target;
   } else if (holds_ > 0) {
     --holds_;
   }
+  if (holds_ == 0) {
+    hold_target_.reset();
+  }
   publish_pause();
   return answer();
+}
+
+void router::set_pause_fields(routing_view& v) const {
+  v.paused = is_paused_ || holds_ > 0;
+  v.pause_reason = is_paused_ ? pause_why_ : holds_ > 0 ? hold_why_ : std::string();
+  v.staged.reset();
+  v.staged_epoch = 0;
+  if (holds_ > 0 && hold_target_) {
+    for (std::size_t i = 0; i < v.backends.size(); ++i) {
+      const auto& b = v.backends[i];
+      bool is_clean = b.status == route_status::eligible || b.status == route_status::fenced;
+      if (b.name == *hold_target_ && is_clean && v.active != i) {
+        v.staged = i;
+        v.staged_epoch = v.epoch + 1;
+      }
+    }
+  }
 }
 
 void router::publish_pause() {
@@ -494,8 +532,7 @@ void router::publish_pause() {
     std::lock_guard lock(mutex_);
     next = *current_;
   }
-  next.paused = is_paused_ || holds_ > 0;
-  next.pause_reason = is_paused_ ? pause_why_ : holds_ > 0 ? hold_why_ : std::string();
+  set_pause_fields(next);
   publish_if_changed(std::move(next));
 }
 
@@ -518,8 +555,6 @@ routing_view router::make_view(const std::vector<backend_verdict>& verdicts,
   routing_view v;
   v.epoch = state_.epoch;
   v.deciding = is_deciding;
-  v.paused = is_paused_ || holds_ > 0;
-  v.pause_reason = is_paused_ ? pause_why_ : holds_ > 0 ? hold_why_ : std::string();
   v.drained = drained_;
   v.cfg = cfg_;
   v.switch_reason = switch_reason_;
@@ -532,6 +567,7 @@ routing_view router::make_view(const std::vector<backend_verdict>& verdicts,
       v.active = i;
     }
   }
+  set_pause_fields(v);
   return v;
 }
 

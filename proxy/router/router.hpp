@@ -151,11 +151,15 @@ class router {
                       std::forward<CompletionToken>(token));
   }
   // A hold for a planned switch's drain, independent of the operator's pause: traffic is
-  // paused while either is in place. `why` is what held clients are told. Each hold(true)
-  // needs its hold(false).
+  // paused while either is in place. `why` is what held clients are told. `target`, when
+  // set, is where the switch will go: new sessions may log in there during the hold and
+  // wait before their first query (routing_view::staged). Each hold(true) needs its
+  // hold(false).
   template <typename CompletionToken>
-  auto async_hold(bool is_held, std::string why, CompletionToken&& token) {
-    return on_control([this, is_held, w = std::move(why)] { return do_hold(is_held, w); },
+  auto async_hold(bool is_held, std::string why, std::optional<std::string> target,
+                  CompletionToken&& token) {
+    return on_control([this, is_held, w = std::move(why),
+                       t = std::move(target)] { return do_hold(is_held, w, t); },
                       std::forward<CompletionToken>(token));
   }
   // A new configuration. Never switches by itself: eligibility follows the new settings
@@ -176,6 +180,9 @@ class router {
   // Call before start().
   using switch_observer = std::function<void(const switch_record&, const std::string& who)>;
   void on_switch(switch_observer fn) { switch_observers_.push_back(std::move(fn)); }
+  // Any thread: records an operator call the router never saw (refused before reaching
+  // it, or a reload refused for its file's errors) in the log and the events.
+  void note_operator(std::string backend, std::string text, const std::string& who);
   // The last 200 events, oldest first.
   std::vector<router_event> events() const { return events_.snapshot(); }
   const router_counters& counters() const { return counters_; }
@@ -200,8 +207,10 @@ class router {
   action_result do_disable(const backend_request& request);
   action_result do_enable(const backend_request& request);
   action_result do_pause(const pause_request& request, bool is_paused);
-  action_result do_hold(bool is_held, const std::string& why);
+  action_result do_hold(bool is_held, const std::string& why,
+                        const std::optional<std::string>& target);
   void publish_pause();
+  void set_pause_fields(routing_view& v) const;
   action_result do_reload(std::shared_ptr<const config::config> cfg, const std::string& who);
   bool is_known(const std::string& backend) const;
   action_result finish_action(policy_decision d, const commit_context& ctx, std::string action,
@@ -244,6 +253,7 @@ class router {
   std::string pause_why_;
   unsigned holds_ = 0;  // drains under way
   std::string hold_why_;
+  std::optional<std::string> hold_target_;
   bool drained_ = false;  // the last switch followed a drain
   bool is_write_failing_ = false;
   std::string write_error_;

@@ -56,6 +56,11 @@ struct routing_view {
   // drain_timeout, or was forced not to): sessions still on an older epoch close at once
   // with 57P01. Otherwise a move away from a healthy backend gives them drain_timeout.
   bool drained = false;
+  // While a switchover drains: the backend it will switch to, and the epoch it will start.
+  // New sessions may log in there at once (they count as that epoch's) but wait before
+  // their first query until the epoch has moved; everything else stays held.
+  std::optional<std::size_t> staged;
+  std::uint64_t staged_epoch = 0;
   // The switch that started this epoch: a short word ("down", "failback", "switchover",
   // ...) and the same in words. Empty when no switch happened since start.
   std::string switch_reason;

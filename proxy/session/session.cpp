@@ -288,18 +288,26 @@ net::awaitable<bool> session::connect_backend() {
 
   down_ = std::make_unique<direction>(proto::frame_stream(
       {'Z', 'K', 'E'}, direction::buffer_size, std::numeric_limits<std::uint32_t>::max()));
-  const auto begin = std::chrono::steady_clock::now();
+  auto begin = std::chrono::steady_clock::now();
   std::optional<retry_point> retry;
+  // Waiting for a route is bounded by connect_timeout and pause_timeout, not by the
+  // client's startup_timeout; the login exchange gets a startup_timeout of its own below.
+  startup_timer_.cancel();
   for (;;) {
     auto view = co_await wait_for_route(begin, retry);
     if (stopping_ || !is_usable_route(*view, begin, retry.has_value())) {
       co_return false;
     }
-    const auto& backend = *view->active_backend();
-    backend_index_ = *view->active;
+    // The active backend, or during a switchover's drain the backend it goes to: the
+    // session logs in there at once and waits before its first query (pass_gate()).
+    bool is_staged = !view->active || view->paused;
+    backend_index_ = is_staged ? *view->staged : *view->active;
+    const auto& backend = view->cfg->backends[backend_index_];
     backend_name_ = backend.name;
-    epoch_ = view->epoch;
+    epoch_ = is_staged ? view->staged_epoch : view->epoch;
+    gate_epoch_ = is_staged ? epoch_ : 0;
     cfg_ = view->cfg;
+    watch_startup();
 
     auto result = co_await attempt_login(backend, begin);
     if (result == attempt_result::ok) {
@@ -324,7 +332,7 @@ net::awaitable<bool> session::connect_backend() {
 
 bool session::is_usable_route(const router::routing_view& view,
                               std::chrono::steady_clock::time_point begin, bool has_failed) {
-  if (view.paused) {
+  if (view.paused && !view.staged) {
     fail(proto::sqlstate::cannot_connect_now,
          fmt::format("{}; not resumed within pause_timeout ({}ms)",
                      view.pause_reason.empty() ? "traffic is paused" : view.pause_reason,
@@ -348,12 +356,18 @@ bool session::is_usable_route(const router::routing_view& view,
 }
 
 net::awaitable<router::routing_view_ptr> session::wait_for_route(
-    std::chrono::steady_clock::time_point begin, std::optional<retry_point> retry) {
+    std::chrono::steady_clock::time_point& begin, std::optional<retry_point> retry) {
   auto view = ctx_.router.view();
   net::steady_timer deadline(client_.get_executor());
+  bool was_held = false;
   while (!stopping_) {
     const auto now = std::chrono::steady_clock::now();
-    bool is_routable = !view->deciding && view->active && !view->paused;
+    bool is_routable =
+        !view->deciding && ((view->active && !view->paused) || (view->paused && view->staged));
+    if (is_routable && was_held) {
+      // The pause is over: a fresh connect_timeout for reaching the backend.
+      begin = now;
+    }
     // After a failed attempt: a new decision, or the retry delay, whichever comes first.
     bool is_new_try = !retry || view->epoch != retry->epoch || now >= retry->at;
     if (is_routable && is_new_try) {
@@ -369,6 +383,7 @@ net::awaitable<router::routing_view_ptr> session::wait_for_route(
       until = std::min(until, retry->at);
     }
     deadline.expires_at(until);
+    was_held = was_held || view->paused;
     set_phase(metrics::client_state::waiting);
     co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
     set_phase(metrics::client_state::login);
@@ -555,6 +570,24 @@ void session::on_route_changed(const router::routing_view& view) {
   if (backend_name_.empty() || view.epoch == epoch_ || stopping_) {
     return;
   }
+  if (epoch_ > view.epoch) {
+    // Logged in (or logging in) ahead of a switchover: fine while the drain still stages
+    // this backend for that epoch. Once it does not, the switch will not happen: a login
+    // under way goes where the router points (below), a finished one ends.
+    bool is_still_staged = view.staged && view.staged_epoch == epoch_ &&
+                           view.cfg->backends[*view.staged].name == backend_name_;
+    if (is_still_staged) {
+      return;
+    }
+    if (connected_) {
+      fail(proto::sqlstate::cannot_connect_now,
+           fmt::format("the switch to backend {} this connection waited for did not take "
+                       "place; reconnect",
+                       backend_name_));
+      terminate_now();
+      return;
+    }
+  }
   if (!connected_) {
     // An attempt still under way (a frozen server has not answered yet) is abandoned: none
     // of the client's bytes beyond its startup packet went anywhere, so it goes where the
@@ -603,6 +636,45 @@ void session::on_route_changed(const router::routing_view& view) {
   }
 }
 
+net::awaitable<bool> session::pass_gate() {
+  const auto begin = std::chrono::steady_clock::now();
+  net::steady_timer deadline(client_.get_executor());
+  set_phase(metrics::client_state::waiting);
+  while (!stopping_) {
+    auto view = ctx_.router.view();
+    const auto* active = view->active_backend();
+    bool is_switched = view->epoch == epoch_ && active != nullptr && active->name == backend_name_;
+    if (is_switched && !view->paused) {
+      gate_epoch_ = 0;
+      set_phase(metrics::client_state::active);
+      ctx_.note_served(epoch_);
+      co_return true;
+    }
+    bool is_still_staged = view->staged && view->staged_epoch == epoch_ &&
+                           view->cfg->backends[*view->staged].name == backend_name_;
+    if (!is_switched && !is_still_staged) {
+      fail(proto::sqlstate::cannot_connect_now,
+           fmt::format("the switch to backend {} this connection waited for did not take place; "
+                       "reconnect",
+                       backend_name_));
+      terminate_now();
+      co_return false;
+    }
+    auto limit = view->cfg->failover.pause_timeout;
+    if (std::chrono::steady_clock::now() >= begin + limit) {
+      fail(proto::sqlstate::cannot_connect_now,
+           fmt::format("{}; not resumed within pause_timeout ({}ms)",
+                       view->pause_reason.empty() ? "traffic is paused" : view->pause_reason,
+                       limit.count()));
+      terminate_now();
+      co_return false;
+    }
+    deadline.expires_at(begin + limit);
+    co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
+  }
+  co_return false;
+}
+
 // ---- relay ----
 
 net::awaitable<void> session::relay() {
@@ -647,6 +719,15 @@ net::awaitable<session::pump_end> session::pump_client_to_server() {
       co_return pump_end::client_closed;
     }
     d.end += n;
+    // Logged in ahead of a switchover: the first query waits for the switch. A Terminate
+    // goes through at once (messages start at the buffer's start once logged in).
+    if (gate_epoch_ != 0 && login_complete_ && d.buffer[0] != 'X') {
+      bool is_open = co_await pass_gate();
+      if (!is_open) {
+        stop_relay();
+        co_return pump_end::stopped;
+      }
+    }
 
     std::size_t pos = 0;
     bool terminated = false;
@@ -782,7 +863,9 @@ void session::on_server_message(char type, std::span<std::uint8_t> message) {
       if (!login_complete_) {
         login_complete_ = true;
         set_phase(metrics::client_state::active);
-        ctx_.note_served(epoch_);
+        if (gate_epoch_ == 0) {
+          ctx_.note_served(epoch_);
+        }
         startup_timer_.cancel();
         spdlog::debug("login {}", fields());
       }

@@ -102,8 +102,14 @@ class session : public std::enable_shared_from_this<session> {
   // Waits until the router names an active backend, traffic is not paused and (after a
   // failed attempt) the router moved on or the retry time came; gives up at connect_timeout
   // from `begin` (pause_timeout while paused). Returns the last view either way.
+  // A wait that was held by a pause restarts `begin` when the pause ends.
   net::awaitable<router::routing_view_ptr> wait_for_route(
-      std::chrono::steady_clock::time_point begin, std::optional<retry_point> retry);
+      std::chrono::steady_clock::time_point& begin, std::optional<retry_point> retry);
+  // A session that logged in to a switchover's target during its drain: waits until the
+  // switch to that backend happened (and no pause holds traffic) before the client's first
+  // message goes to the server. False, with the client's error queued, when it did not
+  // come within pause_timeout or the switch went elsewhere.
+  net::awaitable<bool> pass_gate();
   // False, with the client's error queued, when `view` gives the client nowhere to go.
   bool is_usable_route(const router::routing_view& view,
                        std::chrono::steady_clock::time_point begin, bool has_failed);
@@ -165,7 +171,8 @@ class session : public std::enable_shared_from_this<session> {
   bool is_attempt_abandoned_ = false;  // on_route_changed() cut it short
   std::string backend_address_;
   std::uint64_t epoch_ = 0;
-  std::string server_host_;  // numeric address or socket path: where cancels go
+  std::uint64_t gate_epoch_ = 0;  // non-zero: staged for that epoch, first query held
+  std::string server_host_;       // numeric address or socket path: where cancels go
   std::uint16_t server_port_ = 0;
 
   bool stopping_ = false;    // terminate() or a fatal error: stop at the next step

@@ -83,9 +83,12 @@ def proxy_factory(request):
     yield make
     problems = []
     for proxy in made:
+        proxy.stop()
+        # Read before destroy(), which removes the folder of a run that had no problems.
+        tail = proxy.log_tail(200)
         found = proxy.destroy()
         if found or call_failed(request):
-            print("---- pgfailover log (%s) ----\n%s" % (proxy.base, proxy.log_tail(200)))
+            print("---- pgfailover log (%s) ----\n%s" % (proxy.base, tail))
         problems += found
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)

@@ -437,6 +437,7 @@ def proxy_binary():
 
 
 LISTENING = re.compile(r"\] listening (?:\S+ )*?proto=tcp (?:\S+ )*?address=(\S+):(\d+)")
+ADMIN_LISTENING = re.compile(r"admin_listening address=(\S+):(\d+) token=")
 
 
 class Proxy:
@@ -487,6 +488,39 @@ class Proxy:
         self.stop()
         raise RuntimeError("pgfailover did not log a listening line in %ds:\n%s"
                            % (timeout, self.log()))
+
+    @property
+    def admin_port(self):
+        """The admin HTTP port, from the `admin_listening address=HOST:PORT` log line (logged
+        just after the client listener's, so it is waited for briefly)."""
+        match = wait_until(lambda: ADMIN_LISTENING.search(self.log()), 5, interval=0.01)
+        if not match:
+            raise AssertionError("no admin_listening line in the proxy log:\n%s"
+                                 % self.log_tail())
+        return int(match.group(2))
+
+    def admin(self, method, path, body=None, token=None, timeout=30):
+        """One admin API request; returns (HTTP status, parsed JSON body or None)."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        headers = {}
+        payload = None
+        if body is not None:
+            payload = body if isinstance(body, (str, bytes)) else json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", errors="replace")
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(text) if text.strip() else None
+        except ValueError:
+            parsed = None
+        return response.status, parsed
 
     def log(self):
         return read_log(self.log_path)

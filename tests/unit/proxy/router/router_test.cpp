@@ -93,19 +93,24 @@ class RouterTest : public ::testing::Test {
 };
 
 TEST_F(RouterTest, AHoldPausesUntilReleasedAndSaysWhy) {
-  get(router_->async_hold(true, "a switchover to b is in progress", net::use_future));
+  get(router_->async_hold(true, "a switchover to b is in progress", "b", net::use_future));
   EXPECT_TRUE(router_->view()->paused);
   EXPECT_EQ(router_->view()->pause_reason, "a switchover to b is in progress");
-  get(router_->async_hold(false, "", net::use_future));
+  // New sessions may log in to b ahead of the switch, as part of the next epoch.
+  ASSERT_TRUE(router_->view()->staged.has_value());
+  EXPECT_EQ(*router_->view()->staged, 1u);
+  EXPECT_EQ(router_->view()->staged_epoch, router_->view()->epoch + 1);
+  get(router_->async_hold(false, "", std::nullopt, net::use_future));
   EXPECT_FALSE(router_->view()->paused);
   EXPECT_EQ(router_->view()->pause_reason, "");
+  EXPECT_FALSE(router_->view()->staged.has_value());
 }
 
 TEST_F(RouterTest, ReleasingAHoldKeepsTheOperatorsPause) {
-  get(router_->async_hold(true, "draining", net::use_future));
+  get(router_->async_hold(true, "draining", std::nullopt, net::use_future));
   auto paused = get(router_->async_pause({"admin:test", "migration 42"}, net::use_future));
   EXPECT_TRUE(paused.changed);
-  get(router_->async_hold(false, "", net::use_future));
+  get(router_->async_hold(false, "", std::nullopt, net::use_future));
   auto view = router_->view();
   EXPECT_TRUE(view->paused);
   EXPECT_EQ(view->pause_reason, "traffic is paused by admin:test: migration 42");
