@@ -2,11 +2,16 @@
 // and the operator actions, including the drain that makes a switchover planned.
 //
 // A planned move of the active backend (POST /switchover, or POST /backends/NAME/disable
-// of the active one) goes: hold new work (the session-mode unit of work is a connection,
-// held before it is routed; in transaction mode it will be a transaction), wait up to
-// drain_timeout until no session holds or opens a server connection to the backend being
-// left, switch, release. Sessions still on the old backend then end at once with 57P01: they
-// had their drain_timeout. `force` skips the wait, not the switch's checks.
+// of the active one) goes: hold new work, wait up to drain_timeout until no session holds
+// or opens a server connection to the backend being left, switch, release. Sessions still
+// on the old backend then end at once with 57P01: they had their drain_timeout. `force`
+// skips the wait, not the switch's checks.
+//
+// What "hold" means in session mode: a new connection logs in to the target at once
+// (passthrough authentication needs a server) and its first query waits for the switch.
+// Holding the connect itself would let a client that connects synchronously (pgbench -C,
+// one thread for several connections) stall the very sessions the drain waits for. In
+// transaction mode the hold will sit at the start of each client's next transaction.
 //
 // Threading: everything runs on the control thread (admin_actions' contract); the worker
 // sessions are counted by posting to each worker in turn.
