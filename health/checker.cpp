@@ -147,7 +147,10 @@ void checker::record(slot& s, const probe_outcome& outcome) {
               outcome.is_alive);
   }
 
-  if (outcome.is_alive) {
+  // A failure is retried at once while the backend is still counted up (so that `fall`
+  // failures take milliseconds, not fall * interval); once it is down, at `interval`: a
+  // dead port or a refused login must not be hammered.
+  if (outcome.is_alive || s.machine.health().state == backend_state::down) {
     s.next_start = s.last_start + settings_.interval;
   } else {
     s.next_start = std::max(now, s.last_start + min_probe_gap);

@@ -6,10 +6,11 @@
 // The public functions are safe to call from any thread.
 //
 // Scheduling, per backend: at most one probe in flight. After a successful probe the next
-// starts `interval` after the previous one started; after a failed one it starts at once,
-// but never sooner than min_probe_gap (20ms) after the previous start, so a port that
-// refuses instantly cannot make the checker spin. request_probe() starts one now under the
-// same rule.
+// starts `interval` after the previous one started. After a failed one, while the backend
+// is still up, it starts at once, but never sooner than min_probe_gap (20ms) after the
+// previous start, so a port that refuses instantly cannot make the checker spin; once the
+// backend is down, again after `interval`. request_probe() starts one now under the
+// min_probe_gap rule.
 //
 // Publishing: every probe outcome publishes a new view (so latency and counters in
 // current() stay fresh). on_change is called only when something routing depends on

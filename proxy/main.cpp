@@ -141,6 +141,8 @@ CLI::App* add_ctl(CLI::App& app, ctl_choices& out) {
   disable->add_option("name", out.command.backend, "Backend")
       ->required()
       ->check(backend_name_check());
+  disable->add_flag("--force", out.command.force,
+                    "Also when no other backend can take over, and without a drain");
   add_reason(*disable, out);
   auto* enable = add_ctl_action(*ctl_app, out, "enable",
                                 "Return backend NAME to routing and unfence it", kind::enable);
@@ -152,7 +154,8 @@ CLI::App* add_ctl(CLI::App& app, ctl_choices& out) {
   add_reason(*add_ctl_action(*ctl_app, out, "pause", "Hold new transactions", kind::pause), out);
   add_reason(*add_ctl_action(*ctl_app, out, "resume", "Release held transactions", kind::resume),
              out);
-  add_ctl_action(*ctl_app, out, "reload", "Reread the configuration file", kind::reload);
+  add_reason(
+      *add_ctl_action(*ctl_app, out, "reload", "Reread the configuration file", kind::reload), out);
   return ctl_app;
 }
 

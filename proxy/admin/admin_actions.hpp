@@ -68,9 +68,11 @@ class admin_actions {
   virtual boost::asio::awaitable<action_result> switchover(std::string to, bool force,
                                                            std::string reason, std::string who) = 0;
 
-  // POST /backends/NAME/disable and /enable (enable also unfences).
-  virtual boost::asio::awaitable<action_result> disable(std::string name, std::string reason,
-                                                        std::string who) = 0;
+  // POST /backends/NAME/disable and /enable (enable also unfences). Disabling the active
+  // backend drains like a switchover; it is refused when no other backend could take over,
+  // unless `force`, which also skips the drain.
+  virtual boost::asio::awaitable<action_result> disable(std::string name, bool force,
+                                                        std::string reason, std::string who) = 0;
   virtual boost::asio::awaitable<action_result> enable(std::string name, std::string reason,
                                                        std::string who) = 0;
 
@@ -79,7 +81,7 @@ class admin_actions {
   virtual boost::asio::awaitable<action_result> resume(std::string reason, std::string who) = 0;
 
   // POST /reload: reread the configuration file.
-  virtual boost::asio::awaitable<action_result> reload(std::string who) = 0;
+  virtual boost::asio::awaitable<action_result> reload(std::string reason, std::string who) = 0;
 };
 
 }  // namespace pgf::admin

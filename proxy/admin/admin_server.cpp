@@ -202,6 +202,7 @@ std::optional<std::string> read_field(const json::object& body, std::string_view
 std::optional<std::string> read_action_fields(std::string_view text, route_kind kind,
                                               action_fields& out) {
   bool is_switchover = kind == route_kind::switchover;
+  bool takes_force = is_switchover || kind == route_kind::disable;
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     if (is_switchover) {
       return std::string("the body must be a JSON object with \"to\": the target backend");
@@ -220,7 +221,8 @@ std::optional<std::string> read_action_fields(std::string_view text, route_kind 
   const auto& body = parsed.get_object();
   for (const auto& member : body) {
     auto key = std::string_view(member.key());
-    bool known = key == "reason" || (is_switchover && (key == "to" || key == "force"));
+    bool known =
+        key == "reason" || (is_switchover && key == "to") || (takes_force && key == "force");
     if (!known) {
       return fmt::format("unknown field \"{}\"", key);
     }
@@ -231,15 +233,13 @@ std::optional<std::string> read_action_fields(std::string_view text, route_kind 
   if (out.reason.size() > max_reason_length) {
     return fmt::format("\"reason\" is longer than {} bytes", max_reason_length);
   }
-  if (!is_switchover) {
-    return std::nullopt;
-  }
-
-  if (auto error = read_field(body, "to", out.to)) {
-    return error;
-  }
-  if (out.to.empty()) {
-    return std::string("\"to\" must name the target backend");
+  if (is_switchover) {
+    if (auto error = read_field(body, "to", out.to)) {
+      return error;
+    }
+    if (out.to.empty()) {
+      return std::string("\"to\" must name the target backend");
+    }
   }
   if (auto it = body.find("force"); it != body.end()) {
     if (!it->value().is_bool()) {
@@ -344,7 +344,8 @@ struct admin_server::state : std::enable_shared_from_this<state> {
   std::uint16_t port = 0;
   bool closing = false;
   std::atomic<std::size_t> open_connections{0};
-  std::list<beast::tcp_stream*> streams;  // the open connections, for close()
+  std::chrono::steady_clock::time_point next_busy_warning{};  // one warning per 10 s
+  std::list<beast::tcp_stream*> streams;                      // the open connections, for close()
 };
 
 namespace {
@@ -419,10 +420,24 @@ net::awaitable<void> admin_server::state::accept_loop(std::shared_ptr<state> sel
     }
 
     if (self->open_connections.load() >= self->options.max_connections) {
-      spdlog::debug("admin_connection_refused reason=too_many_connections limit={}",
-                    self->options.max_connections);
+      // One non-blocking write of a fixed answer, so that a client (ctl, a scraper) is told
+      // why instead of seeing a reset; it never waits on the client.
+      static constexpr std::string_view busy =
+          "HTTP/1.1 503 Service Unavailable\r\nServer: pgfailover\r\n"
+          "Content-Type: application/json\r\nConnection: close\r\nContent-Length: 39\r\n\r\n"
+          "{\"error\":\"too many admin connections\"}\n";
       boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(net::buffer(busy), ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
       socket.close(ignored);
+      self->metrics.count_admin_request("other", 503);
+      auto now = std::chrono::steady_clock::now();
+      if (now >= self->next_busy_warning) {
+        self->next_busy_warning = now + std::chrono::seconds(10);
+        spdlog::warn("admin_connection_refused reason=too_many_connections limit={}",
+                     self->options.max_connections);
+      }
       continue;
     }
     connection_slot slot(self);
@@ -623,7 +638,7 @@ net::awaitable<action_result> admin_server::state::run_action(const route& r, ac
       co_return co_await actions.switchover(std::move(fields.to), fields.force,
                                             std::move(fields.reason), who);
     case route_kind::disable:
-      co_return co_await actions.disable(r.backend, std::move(fields.reason), who);
+      co_return co_await actions.disable(r.backend, fields.force, std::move(fields.reason), who);
     case route_kind::enable:
       co_return co_await actions.enable(r.backend, std::move(fields.reason), who);
     case route_kind::pause:
@@ -631,7 +646,7 @@ net::awaitable<action_result> admin_server::state::run_action(const route& r, ac
     case route_kind::resume:
       co_return co_await actions.resume(std::move(fields.reason), who);
     case route_kind::reload:
-      co_return co_await actions.reload(who);
+      co_return co_await actions.reload(std::move(fields.reason), who);
     default:
       co_return action_result::failure(500, "unrouted request");
   }

@@ -25,6 +25,11 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 constexpr auto use_tuple = net::as_tuple(net::use_awaitable);
+
+// An action refused after its checks began; answered 409.
+struct refusal : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 // How often a drain counts the sessions still on the old backend.
 constexpr auto drain_poll = 10ms;
 
@@ -59,6 +64,9 @@ const health::backend_health* find_health(const health::health_view& view, std::
 
 // A router answer as the admin API's, with the epoch and active backend after the call.
 action_result from_router(const router::action_result& r, json::object detail = {}) {
+  if (!r.is_ok) {
+    detail = {};  // a refusal carries the state it left, not the action's figures
+  }
   detail["epoch"] = r.epoch;
   detail["active"] = name_or_null(r.active);
   if (r.is_ok) {
@@ -272,8 +280,7 @@ net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
     std::optional<std::string> target, std::function<bool(std::string_view)> is_old,
     std::string why) {
   auto begin = steady::now();
-  auto [e, held] =
-      co_await parts_.router.async_hold(true, std::move(why), std::move(target), use_tuple);
+  auto [e, held] = co_await parts_.router.async_hold(true, std::move(why), target, use_tuple);
   if (e) {
     std::rethrow_exception(e);
   }
@@ -285,6 +292,15 @@ net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
     auto left = co_await count_attached(is_old);
     result.left = left;
     auto now = steady::now();
+    // The target stopped being eligible (or was removed): the switch will be refused, so
+    // waiting longer only holds traffic.
+    auto current = parts_.router.view();
+    bool is_target_lost =
+        target && (!current->staged || current->backends[*current->staged].name != *target);
+    if (is_target_lost) {
+      result.took = std::chrono::duration_cast<std::chrono::milliseconds>(now - begin);
+      co_return result;
+    }
     result.took = std::chrono::duration_cast<std::chrono::milliseconds>(now - begin);
     if (result.left == 0 || now >= begin + limit) {
       co_return result;
@@ -384,8 +400,8 @@ net::awaitable<action_result> operator_actions::switchover(std::string to, bool 
       {{"drain_ms", drained.took.count()}, {"closed_sessions", drained.left}, {"forced", force}});
 }
 
-net::awaitable<action_result> operator_actions::disable(std::string name, std::string reason,
-                                                        std::string who) {
+net::awaitable<action_result> operator_actions::disable(std::string name, bool force,
+                                                        std::string reason, std::string who) {
   if (auto refused = refuse_if_moving(fmt::format("disable {}", name), who)) {
     co_return *refused;
   }
@@ -396,23 +412,33 @@ net::awaitable<action_result> operator_actions::disable(std::string name, std::s
   moving_ = fmt::format("disabling {}", name);
   planned_since_ = steady::now();
   drain_result drained;
+  bool is_held = false;
+  std::optional<std::string> refused;
   std::exception_ptr failure;
   router::action_result answer;
   try {
     // Taking the active backend out is a planned move like a switchover: its sessions get
     // drain_timeout before the router picks the next backend.
-    if (is_active) {
+    if (is_active && !force) {
       auto why = fmt::format("{} is being disabled", name);
       std::function<bool(std::string_view)> is_old = [&name](std::string_view b) {
         return b == name;
       };
-      // Where the router will most likely go: new sessions log in there during the drain.
+      // Where the router will go: new sessions log in there during the drain.
       std::optional<std::string> target;
       for (const auto& b : view->backends) {
         if (!target && b.name != name && b.status == router::route_status::eligible) {
           target = b.name;
         }
       }
+      if (!target) {
+        throw refusal(fmt::format(
+            "disabling the active backend {} would leave no backend to route to: {}; switch "
+            "over to another backend first (a fenced one may be switched to), pause, or "
+            "disable with force",
+            name, view->unavailable_detail()));
+      }
+      is_held = true;
       auto result = co_await hold_and_drain(std::move(target), std::move(is_old), std::move(why));
       drained = result;
     }
@@ -420,14 +446,20 @@ net::awaitable<action_result> operator_actions::disable(std::string name, std::s
     auto [e, r] = co_await parts_.router.async_disable(std::move(request), use_tuple);
     failure = e;
     answer = std::move(r);
+  } catch (const refusal& r) {
+    refused = r.what();
   } catch (...) {
     failure = std::current_exception();
   }
-  if (is_active) {
+  if (is_active && is_held) {
     co_await release_hold();
   }
   moving_.reset();
   planned_since_.reset();
+  if (refused) {
+    parts_.router.note_operator(name, fmt::format("disable {} refused: {}", name, *refused), who);
+    co_return action_result::failure(409, *refused);
+  }
   if (failure) {
     co_return from_exception(failure);
   }
@@ -465,7 +497,7 @@ net::awaitable<action_result> operator_actions::resume(std::string reason, std::
 
 // ---- reload ----
 
-net::awaitable<reload_outcome> operator_actions::reload_file(std::string who) {
+net::awaitable<reload_outcome> operator_actions::reload_file(std::string who, std::string reason) {
   reload_outcome out;
   config::config next;
   try {
@@ -504,7 +536,8 @@ net::awaitable<reload_outcome> operator_actions::reload_file(std::string who) {
   for (const auto& b : cfg->backends) {
     parts_.metrics.add_backend(b.name);
   }
-  auto [e, r] = co_await parts_.router.async_reload(cfg, who, use_tuple);
+  router::pause_request request{who, reason};
+  auto [e, r] = co_await parts_.router.async_reload(cfg, std::move(request), use_tuple);
   if (e) {
     std::rethrow_exception(e);
   }
@@ -536,8 +569,8 @@ net::awaitable<reload_outcome> operator_actions::reload_file(std::string who) {
   co_return out;
 }
 
-net::awaitable<action_result> operator_actions::reload(std::string who) {
-  auto out = co_await reload_file(std::move(who));
+net::awaitable<action_result> operator_actions::reload(std::string reason, std::string who) {
+  auto out = co_await reload_file(std::move(who), std::move(reason));
   if (!out.is_applied) {
     co_return action_result::failure(422, "the configuration file has errors; nothing changed",
                                      {{"issues", to_array(out.issues)}});

@@ -66,16 +66,16 @@ class operator_actions final : public admin_actions {
   boost::asio::awaitable<void> refresh_metrics() override;
   boost::asio::awaitable<action_result> switchover(std::string to, bool force, std::string reason,
                                                    std::string who) override;
-  boost::asio::awaitable<action_result> disable(std::string name, std::string reason,
+  boost::asio::awaitable<action_result> disable(std::string name, bool force, std::string reason,
                                                 std::string who) override;
   boost::asio::awaitable<action_result> enable(std::string name, std::string reason,
                                                std::string who) override;
   boost::asio::awaitable<action_result> pause(std::string reason, std::string who) override;
   boost::asio::awaitable<action_result> resume(std::string reason, std::string who) override;
-  boost::asio::awaitable<action_result> reload(std::string who) override;
+  boost::asio::awaitable<action_result> reload(std::string reason, std::string who) override;
 
   // The reload itself, for SIGHUP as well as POST /reload.
-  boost::asio::awaitable<reload_outcome> reload_file(std::string who);
+  boost::asio::awaitable<reload_outcome> reload_file(std::string who, std::string reason = {});
 
   // When the planned move under way was asked for; the failover duration of the switch it
   // makes starts there.

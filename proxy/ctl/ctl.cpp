@@ -82,11 +82,16 @@ split_host_port(std::string_view text) {
   return parts{text.substr(0, colon), text.substr(colon + 1)};
 }
 
-std::string reason_body(const std::string& reason) {
-  if (reason.empty()) {
-    return {};
+// {"reason": ..., "force": true} with only the members given; empty when none is.
+std::string reason_body(const std::string& reason, bool force = false) {
+  json::object body;
+  if (!reason.empty()) {
+    body["reason"] = reason;
   }
-  return json::serialize(json::object{{"reason", reason}});
+  if (force) {
+    body["force"] = true;
+  }
+  return body.empty() ? std::string() : json::serialize(body);
 }
 
 // The command as the operator would say it, for the line that reports its result.
@@ -246,7 +251,7 @@ request make_request(const command& cmd) {
     }
     case command_kind::disable:
       return {http::verb::post, fmt::format("/backends/{}/disable", cmd.backend),
-              reason_body(cmd.reason)};
+              reason_body(cmd.reason, cmd.force)};
     case command_kind::enable:
       return {http::verb::post, fmt::format("/backends/{}/enable", cmd.backend),
               reason_body(cmd.reason)};
@@ -255,7 +260,7 @@ request make_request(const command& cmd) {
     case command_kind::resume:
       return {http::verb::post, "/resume", reason_body(cmd.reason)};
     case command_kind::reload:
-      return {http::verb::post, "/reload", {}};
+      return {http::verb::post, "/reload", reason_body(cmd.reason)};
   }
   return {http::verb::get, "/status", {}};
 }

@@ -53,7 +53,7 @@ enum class command_kind { status, events, switchover, disable, enable, pause, re
 struct command {
   command_kind kind = command_kind::status;
   std::string backend{};  // switchover's target; disable's and enable's backend
-  bool force = false;     // switchover only
+  bool force = false;     // switchover and disable only
   std::string reason{};   // empty: none sent
 };
 

@@ -162,9 +162,14 @@ std::string backend_note(const json::value& backend) {
   if (is_true(member(backend, "fenced"))) {
     notes.emplace_back("fenced");
   }
+  // Why it cannot take work, else the last probe error.
+  const auto* why = member(backend, "why_not");
   const auto* error = member(backend, "last_error");
-  if (error && error->is_string()) {
-    if (auto text = one_line(error->get_string(), max_note_length); !text.empty()) {
+  bool has_why = why && why->is_string() && !why->get_string().empty() &&
+                 !is_true(member(backend, "disabled")) && !is_true(member(backend, "fenced"));
+  const auto* shown = has_why ? why : error;
+  if (shown && shown->is_string()) {
+    if (auto text = one_line(shown->get_string(), max_note_length); !text.empty()) {
       notes.push_back(std::move(text));
     }
   }

@@ -536,10 +536,12 @@ void router::publish_pause() {
   publish_if_changed(std::move(next));
 }
 
-action_result router::do_reload(std::shared_ptr<const config::config> cfg, const std::string& who) {
+action_result router::do_reload(std::shared_ptr<const config::config> cfg,
+                                const pause_request& request) {
+  const auto& who = request.who;
   cfg_ = std::move(cfg);
   restart_failback_clocks(state_, clock::now());
-  record_operator("", "reload", who);
+  record_operator("", with_reason("reload", request.reason), who);
   if (!is_started_) {
     publish_if_changed(make_view(judge_all(input(), state_), true));
     return answer();

@@ -81,6 +81,7 @@ struct backend_request {
   bool drained = false;  // as in switchover_request, when this call moves the active backend
 };
 
+// Who asked for a pause, a resume or a reload, and why.
 struct pause_request {
   std::string who;
   std::string reason;
@@ -166,10 +167,11 @@ class router {
   // at once, but a new priority order only acts through auto failback after failback_after
   // of stability, or a switchover. The state file's path stays the one given at start.
   template <typename CompletionToken>
-  auto async_reload(std::shared_ptr<const config::config> cfg, std::string who,
+  auto async_reload(std::shared_ptr<const config::config> cfg, pause_request request,
                     CompletionToken&& token) {
-    return on_control([this, c = std::move(cfg), w = std::move(who)] { return do_reload(c, w); },
-                      std::forward<CompletionToken>(token));
+    return on_control(
+        [this, c = std::move(cfg), r = std::move(request)] { return do_reload(c, r); },
+        std::forward<CompletionToken>(token));
   }
 
   routing_view_ptr view() const;
@@ -211,7 +213,7 @@ class router {
                         const std::optional<std::string>& target);
   void publish_pause();
   void set_pause_fields(routing_view& v) const;
-  action_result do_reload(std::shared_ptr<const config::config> cfg, const std::string& who);
+  action_result do_reload(std::shared_ptr<const config::config> cfg, const pause_request& request);
   bool is_known(const std::string& backend) const;
   action_result finish_action(policy_decision d, const commit_context& ctx, std::string action,
                               std::string backend);

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -371,6 +372,35 @@ def test_body_over_64k_is_413_and_logged_as_refused(pair, proxy_factory):
                                         proxy.log()), 2), proxy.log_tail(5)
 
 
+def test_connections_over_the_admin_limit_get_503_and_sql_goes_on(pair, proxy_factory):
+    proxy = start(proxy_factory, [pair[0]])
+    idle = [socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=5)
+            for _ in range(64)]
+    try:
+        assert wait_until(lambda: "too many admin connections" in call_raw(proxy), 5)
+        assert served_port(proxy) == pair[0].port
+        assert "admin_connection_refused reason=too_many_connections limit=64" in proxy.log()
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_until(lambda: call_raw(proxy).startswith("HTTP/1.1 200"), 5)
+
+
+def call_raw(proxy):
+    """GET /healthz on a raw socket; the whole answer as text (empty when reset)."""
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return data.decode(errors="replace")
+                data += chunk
+    except OSError:
+        return ""
+
+
 def test_posts_need_the_token_and_gets_do_not(pair, proxy_factory):
     proxy = start(proxy_factory, list(pair), sections=WITH_TOKEN)
     refusals = [
@@ -574,7 +604,10 @@ def test_errors_sent_by_the_proxy_are_counted_by_class(pair, proxy_factory):
     proxy = start(proxy_factory, [pg1], connect_timeout="1s")
     before = sample(scrape(proxy), "pgfailover_errors_total", sqlstate_class="57")
 
-    disabled = post(proxy, "/backends/pg1/disable", {"reason": "errors test"})
+    refused = call(proxy, "POST", "/backends/pg1/disable", {"reason": "errors test"})
+    assert refused.status == 409, refused
+    assert "would leave no backend to route to" in refused.json["error"], refused
+    disabled = post(proxy, "/backends/pg1/disable", {"reason": "errors test", "force": True})
     assert (disabled["active"], disabled["epoch"]) == (None, 2)
     assert call(proxy, "GET", "/readyz").status == 503
     error = login_error(proxy)

@@ -469,6 +469,31 @@ def test_enable_with_auto_failback_returns_to_the_preferred_backend(
     assert status(proxy)["active"] == "a"
 
 
+def test_disabling_the_active_backend_with_no_other_to_take_over_is_refused(
+        pair, proxy_factory, password):
+    a, b = pair
+    proxy = start_proxy(proxy_factory, [a, b], drain_timeout="2s")
+    assert served_by(proxy, password) == a.port
+    code, answer, _ = switchover(proxy, "b")
+    assert code == 200 and answer["active"] == "b", answer
+    epoch = answer["epoch"]
+    # a is healthy but fenced after the switchover: the policy would route to nothing.
+    code, answer = proxy.admin("POST", "/backends/b/disable", {"reason": "repair"})
+    assert code == 409, answer
+    assert "would leave no backend to route to" in answer["error"], answer
+    assert "a: fenced" in answer["error"], answer
+    state = status(proxy)
+    assert (state["active"], state["epoch"], state["paused"]) == ("b", epoch, False), state
+    assert backend_status(proxy, "b")["disabled"] is False
+    assert served_by(proxy, password) == b.port
+    refused = [e for e in events(proxy, "operator") if "disable b refused" in e["reason"]]
+    assert len(refused) == 1, events(proxy)
+
+    # force takes it out anyway: nothing is active, as asked.
+    code, answer = proxy.admin("POST", "/backends/b/disable", {"force": True})
+    assert code == 200 and answer["active"] is None, answer
+
+
 # ---- pause and resume ----
 
 

@@ -154,6 +154,12 @@ TEST(CtlRequestTest, PauseResumeAndReload) {
   auto reload = make_request({.kind = command_kind::reload});
   EXPECT_EQ(describe_request(reload), "POST /reload");
   EXPECT_EQ(reload.body, "");
+  auto reasoned = make_request({.kind = command_kind::reload, .reason = "new backend"});
+  EXPECT_EQ(reasoned.body, R"({"reason":"new backend"})");
+  auto forced = make_request(
+      {.kind = command_kind::disable, .backend = "pg1", .force = true, .reason = "repair"});
+  EXPECT_EQ(describe_request(forced), "POST /backends/pg1/disable");
+  EXPECT_EQ(forced.body, R"({"reason":"repair","force":true})");
 }
 
 TEST(CtlRenderErrorTest, ShowsTheErrorMember) {
