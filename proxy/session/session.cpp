@@ -83,7 +83,8 @@ session::session(proxy_context& ctx, worker& w, stream_socket client, std::strin
       server_(client_.get_executor()),
       startup_timer_(client_.get_executor()),
       connect_timer_(client_.get_executor()),
-      drain_timer_(client_.get_executor()) {
+      drain_timer_(client_.get_executor()),
+      gate_timer_(client_.get_executor()) {
   ctx_.client_count.fetch_add(1, std::memory_order_relaxed);
   registry_it_ = worker_.add(this);
   counters_.count_client_accepted();
@@ -638,9 +639,9 @@ void session::on_route_changed(const router::routing_view& view) {
 
 net::awaitable<bool> session::pass_gate() {
   const auto begin = std::chrono::steady_clock::now();
-  net::steady_timer deadline(client_.get_executor());
   set_phase(metrics::client_state::waiting);
-  while (!stopping_) {
+  // relay_stop_: the server side ended meanwhile; stop_relay() cancels gate_timer_.
+  while (!stopping_ && !relay_stop_) {
     auto view = ctx_.router.view();
     const auto* active = view->active_backend();
     bool is_switched = view->epoch == epoch_ && active != nullptr && active->name == backend_name_;
@@ -669,8 +670,8 @@ net::awaitable<bool> session::pass_gate() {
       terminate_now();
       co_return false;
     }
-    deadline.expires_at(begin + limit);
-    co_await (worker_.route_changed().async_wait(as_value) || deadline.async_wait(as_value));
+    gate_timer_.expires_at(begin + limit);
+    co_await (worker_.route_changed().async_wait(as_value) || gate_timer_.async_wait(as_value));
   }
   co_return false;
 }
@@ -698,6 +699,7 @@ net::awaitable<void> session::relay() {
 
 void session::stop_relay() {
   relay_stop_ = true;
+  gate_timer_.cancel();
   client_read_cancel_.emit(net::cancellation_type::terminal);
   server_read_cancel_.emit(net::cancellation_type::terminal);
   server_write_cancel_.emit(net::cancellation_type::terminal);

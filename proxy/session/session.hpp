@@ -156,6 +156,7 @@ class session : public std::enable_shared_from_this<session> {
   net::steady_timer startup_timer_;
   net::steady_timer connect_timer_;
   net::steady_timer drain_timer_;  // a planned switch: end the session after drain_timeout
+  net::steady_timer gate_timer_;   // pass_gate()'s pause_timeout
   net::cancellation_signal client_read_cancel_;
   net::cancellation_signal server_read_cancel_;
   net::cancellation_signal server_write_cancel_;
