@@ -271,9 +271,13 @@ std::string render_action(std::string_view what, const json::value& answer) {
   } else if (active && active->is_null()) {
     details.emplace_back("no active backend");
   }
+  // pause and resume say when they found things as asked already.
+  const auto* changed = member(answer, "changed");
+  bool is_unchanged = changed && changed->is_bool() && !changed->get_bool();
+  auto verdict = is_unchanged ? "nothing to do, already so" : "done";
   auto out = details.empty()
                  ? fmt::format("{}: ok\n", printable(what))
-                 : fmt::format("{}: done ({})\n", printable(what), fmt::join(details, ", "));
+                 : fmt::format("{}: {} ({})\n", printable(what), verdict, fmt::join(details, ", "));
 
   // reload's answer: what it noticed, and the keys that changed but wait for a restart.
   for (const auto& warning : strings_of(member(answer, "warnings"))) {

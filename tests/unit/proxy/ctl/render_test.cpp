@@ -109,6 +109,9 @@ TEST(CtlRenderActionTest, ReportsEpochAndActiveBackend) {
 
 TEST(CtlRenderActionTest, SaysOkWithoutDetails) {
   EXPECT_EQ(render_action("pause", json::parse(R"({"ok": true})")), "pause: ok\n");
+  EXPECT_EQ(render_action("pause", json::parse(R"({"ok": true, "epoch": 3, "active": "pg1",
+                                                  "paused": true, "changed": false})")),
+            "pause: nothing to do, already so (epoch 3, active pg1)\n");
   EXPECT_EQ(render_action("resume", json::parse("null")), "resume: ok\n");
 }
 
