@@ -53,6 +53,23 @@ def served_by(proxy, password, timeout=10):
         return conn.execute("SELECT inet_server_port()").fetchone()[0]
 
 
+# What a client logging in at the instant of a switch may get: its authentication exchange
+# with the old backend cannot be replayed elsewhere (README, "Not yet").
+IN_FLIGHT_LOGIN = re.compile(r"no longer usable|server connection to backend \S+ lost|"
+                             r"traffic moved from backend")
+
+
+def lands_on(proxy, password, port):
+    """True when a new client lands on `port`; False when it lands elsewhere, or was the
+    one login caught in flight by the switch being waited for."""
+    try:
+        return served_by(proxy, password) == port
+    except psycopg.OperationalError as e:
+        if IN_FLIGHT_LOGIN.search(str(e)):
+            return False
+        raise
+
+
 def conninfo(proxy, password, user=SUPERUSER):
     return ("host=127.0.0.1 port=%d user=%s password=%s dbname=postgres sslmode=disable"
             % (proxy.port, user, password))
@@ -271,7 +288,7 @@ def test_read_only_primary_is_left(cluster_factory, proxy_factory, password):
 
     a.psql("ALTER SYSTEM SET default_transaction_read_only = on")
     a.psql("SELECT pg_reload_conf()")
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, b.port), 10)
     assert switches(proxy)[-1][:2] == ("a", "b")
     assert switches(proxy)[-1][3] == "read_only"
 
@@ -301,7 +318,7 @@ def fail_over_and_bring_back(proxy, password, a, b):
     """a serves, is killed, b takes over; then a runs again and its probes see it up."""
     assert served_by(proxy, password) == a.port
     a.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, b.port), 10)
 
     a.start(attempts=1)
     assert wait_until(lambda: "backend up backend=a" in proxy.log().split("switch from=a")[-1],
@@ -334,7 +351,7 @@ def test_auto_failback_returns_after_failback_after_and_not_before(cluster_facto
     fail_over_and_bring_back(proxy, password, a, b)
     up_at = time.monotonic()
     assert served_by(proxy, password) == b.port
-    assert wait_until(lambda: served_by(proxy, password) == a.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, a.port), 10)
     assert time.monotonic() - up_at >= 2.5
     assert switches(proxy)[-1][:2] == ("b", "a")
     assert switches(proxy)[-1][3] == "failback"
@@ -347,7 +364,7 @@ def test_restart_keeps_serving_from_the_backend_it_switched_to(cluster_factory,
     proxy = start_proxy(proxy_factory, [a, b])
     assert served_by(proxy, password) == a.port
     a.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, b.port), 10)
     epoch = state_file(proxy)["epoch"]
     a.start(attempts=1)
     proxy.stop()
@@ -376,10 +393,10 @@ def test_chain_of_three_moves_down_the_list_with_growing_epochs(cluster_factory,
     assert held.execute("SELECT inet_server_port()").fetchone()[0] == a.port
 
     a.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, b.port), 10)
     on_b = psycopg.connect(conninfo(proxy, password), autocommit=True)
     b.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == c.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, c.port), 10)
 
     # Neither connection of an older epoch is reused: both are gone, with 08006.
     for conn in (held, on_b):
@@ -479,7 +496,7 @@ def test_on_switch_hook_gets_the_switch_and_a_slow_one_blocks_nothing(cluster_fa
     assert wait_until(lambda: out.exists() and out.read_text().startswith(" a 1 startup\n"), 5)
 
     a.stop_immediate()
-    assert wait_until(lambda: served_by(proxy, password) == b.port, 10)
+    assert wait_until(lambda: lands_on(proxy, password, b.port), 10)
     assert wait_until(lambda: "a b 2 down" in out.read_text(), 5)
     # The hook for a -> b sleeps: it is stopped at hook_timeout, logged, and routing went
     # on meanwhile (b served above while it ran).
