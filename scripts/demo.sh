@@ -127,6 +127,9 @@ say "what the proxy logged about it"
 grep -E '\] \[(warning|info)\] (backend (down|up|changed)|switch |promotion|backend route state)' \
   "$work/pgfailover.log" | sed 's/^/  /' || true
 
+say "what the proxy says now: pgfailover ctl status --admin 127.0.0.1:$PGFAILOVER_ADMIN_PORT"
+"$bin" ctl --admin "127.0.0.1:$PGFAILOVER_ADMIN_PORT" status | sed 's/^/  /' || true
+
 switch_line=$(grep -E '\] \[warning\] switch from=primary ' "$work/pgfailover.log" | head -1 || true)
 promoted_line=$(grep -E '\] \[warning\] switch from=[a-z]+ to=standby ' "$work/pgfailover.log" |
   head -1 || true)
