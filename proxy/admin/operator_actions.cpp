@@ -310,6 +310,12 @@ net::awaitable<operator_actions::drain_result> operator_actions::hold_and_drain(
   }
 }
 
+net::awaitable<void> operator_actions::settle_workers() {
+  // The switch's routing view was posted to every worker before this census is: once it
+  // returns, each worker has acted on the switch (sessions left on the old backend stopped).
+  co_await census();
+}
+
 net::awaitable<void> operator_actions::release_hold() {
   std::string none;
   std::optional<std::string> no_target;
@@ -386,6 +392,9 @@ net::awaitable<action_result> operator_actions::switchover(std::string to, bool 
   if (is_held) {
     co_await release_hold();
   }
+  if (!failure && answer.is_ok) {
+    co_await settle_workers();
+  }
   moving_.reset();
   planned_since_.reset();
   if (failure) {
@@ -453,6 +462,9 @@ net::awaitable<action_result> operator_actions::disable(std::string name, bool f
   }
   if (is_active && is_held) {
     co_await release_hold();
+  }
+  if (!failure && !refused && answer.is_ok) {
+    co_await settle_workers();
   }
   moving_.reset();
   planned_since_.reset();

@@ -101,6 +101,8 @@ class operator_actions final : public admin_actions {
   boost::asio::awaitable<std::uint32_t> count_attached(
       const std::function<bool(std::string_view)>& is_old);
   boost::asio::awaitable<void> release_hold();
+  // Returns once every worker has handled what was published before the call.
+  boost::asio::awaitable<void> settle_workers();
   // A planned move: refuses a second one while one runs.
   std::optional<action_result> refuse_if_moving(const std::string& action,
                                                 const std::string& who) const;

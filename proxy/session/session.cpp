@@ -621,11 +621,18 @@ void session::on_route_changed(const router::routing_view& view) {
   // A planned move (a switchover, a failback, an operator disabling it): the backend is
   // still healthy, so the session gets drain_timeout to finish before it is closed; none
   // more when the switch itself came after a drain (or was forced to skip it).
-  if (!is_draining_ || view.drained) {
+  auto to = view.active_backend() ? view.active_backend()->name : std::string("none");
+  if (view.drained) {
+    // At once, not on a timer: the admin API answers a switchover only after every worker
+    // has seen it, and by then no query of this session may reach the old backend.
+    terminate(proto::sqlstate::admin_shutdown,
+              fmt::format("terminating connection: traffic moved from backend {} to {}",
+                          backend_name_, to));
+    return;
+  }
+  if (!is_draining_) {
     is_draining_ = true;
-    auto to = view.active_backend() ? view.active_backend()->name : std::string("none");
-    drain_timer_.expires_after(view.drained ? std::chrono::milliseconds(0)
-                                            : view.cfg->failover.drain_timeout);
+    drain_timer_.expires_after(view.cfg->failover.drain_timeout);
     drain_timer_.async_wait([self = shared_from_this(), to](boost::system::error_code ec) {
       if (ec) {
         return;
@@ -719,6 +726,11 @@ net::awaitable<session::pump_end> session::pump_client_to_server() {
       }
       stop_relay();
       co_return pump_end::client_closed;
+    }
+    if (relay_stop_) {
+      // terminate() came while this read's completion was already queued: what the
+      // client sent now goes nowhere.
+      co_return pump_end::stopped;
     }
     d.end += n;
     // Logged in ahead of a switchover: the first query waits for the switch. A Terminate
