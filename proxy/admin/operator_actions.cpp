@@ -322,7 +322,13 @@ net::awaitable<void> operator_actions::release_hold() {
   auto [e, r] =
       co_await parts_.router.async_hold(false, std::move(none), std::move(no_target), use_tuple);
   if (e) {
-    std::rethrow_exception(e);
+    // Nothing to answer to: the action's own result stands. Logged, since traffic would
+    // stay held.
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("hold_release_failed error={:?}", ex.what());
+    }
   }
 }
 
@@ -428,11 +434,15 @@ net::awaitable<action_result> operator_actions::disable(std::string name, bool f
   try {
     // Taking the active backend out is a planned move like a switchover: its sessions get
     // drain_timeout before the router picks the next backend.
+    std::function<bool(std::string_view)> is_old = [&name](std::string_view b) {
+      return b == name;
+    };
+    if (is_active && force) {
+      auto left = co_await count_attached(is_old);
+      drained.left = left;
+    }
     if (is_active && !force) {
       auto why = fmt::format("{} is being disabled", name);
-      std::function<bool(std::string_view)> is_old = [&name](std::string_view b) {
-        return b == name;
-      };
       // Where the router will go: new sessions log in there during the drain.
       std::optional<std::string> target;
       for (const auto& b : view->backends) {
