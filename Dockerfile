@@ -28,6 +28,9 @@ COPY --from=build /build/proxy/pgfailover /usr/local/bin/pgfailover
 COPY conf/pgfailover.toml /etc/pgfailover/pgfailover.toml
 USER pgfailover
 WORKDIR /var/lib/pgfailover
+# 6480 is the admin API. It listens on loopback unless the configuration says otherwise:
+# inside the container, `docker exec CONTAINER pgfailover ctl status` reaches it; from
+# outside, set [admin] listen = "0.0.0.0:6480" and a token (the proxy refuses one without).
 EXPOSE 6432 6480
 ENTRYPOINT ["/usr/local/bin/pgfailover"]
 CMD ["run", "-c", "/etc/pgfailover/pgfailover.toml"]
