@@ -96,27 +96,18 @@ std::vector<std::string> keep_restart_settings(const config::config& running,
                                                config::config& next) {
   std::vector<std::string> changed;
   auto keep = [&changed](const char* key, auto& next_value, const auto& running_value) {
-    if (!(next_value == running_value)) {
+    if (next_value != running_value) {
       changed.emplace_back(key);
       next_value = running_value;
     }
   };
-  auto same_address = [](const config::listen_address& a, const config::listen_address& b) {
-    return a.host == b.host && a.port == b.port;
-  };
-  if (!same_address(running.proxy.listen, next.proxy.listen)) {
-    changed.emplace_back("proxy.listen");
-    next.proxy.listen = running.proxy.listen;
-  }
+  keep("proxy.listen", next.proxy.listen, running.proxy.listen);
   keep("proxy.unix_socket_dir", next.proxy.unix_socket_dir, running.proxy.unix_socket_dir);
   keep("proxy.workers", next.proxy.workers, running.proxy.workers);
   keep("proxy.pool_mode", next.proxy.mode, running.proxy.mode);
   keep("proxy.auth", next.proxy.auth, running.proxy.auth);
   keep("proxy.state_file", next.proxy.state_file, running.proxy.state_file);
-  if (!same_address(running.admin.listen, next.admin.listen)) {
-    changed.emplace_back("admin.listen");
-    next.admin.listen = running.admin.listen;
-  }
+  keep("admin.listen", next.admin.listen, running.admin.listen);
   keep("admin.token", next.admin.token, running.admin.token);
   keep("tls.cert", next.tls.cert, running.tls.cert);
   keep("tls.key", next.tls.key, running.tls.key);

@@ -28,6 +28,7 @@ enum class promote_method { none, sql };
 struct listen_address {
   std::string host;    // numeric or a name; "*" or "0.0.0.0" for all
   std::uint16_t port;  // 0 picks a free port
+  bool operator==(const listen_address&) const = default;
 };
 
 struct proxy_settings {

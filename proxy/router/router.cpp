@@ -313,6 +313,15 @@ void router::record_states(const std::vector<backend_verdict>& verdicts) {
 }
 
 void router::note_operator(std::string backend, std::string text, const std::string& who) {
+  add_operator_event(std::move(backend), std::move(text), who, view()->epoch);
+}
+
+void router::record_operator(std::string backend, std::string reason, const std::string& who) {
+  add_operator_event(std::move(backend), std::move(reason), who, state_.epoch);
+}
+
+void router::add_operator_event(std::string backend, std::string text, const std::string& who,
+                                std::uint64_t epoch) {
   spdlog::info("operator action backend={} who={:?} action={:?}", backend.empty() ? "-" : backend,
                who, text);
   events_.add({std::chrono::system_clock::now(),
@@ -320,21 +329,8 @@ void router::note_operator(std::string backend, std::string text, const std::str
                std::move(backend),
                {},
                {},
-               view()->epoch,
+               epoch,
                std::move(text),
-               who});
-}
-
-void router::record_operator(std::string backend, std::string reason, const std::string& who) {
-  spdlog::info("operator action backend={} who={:?} action={:?}", backend.empty() ? "-" : backend,
-               who, reason);
-  events_.add({std::chrono::system_clock::now(),
-               event_kind::operator_action,
-               std::move(backend),
-               {},
-               {},
-               state_.epoch,
-               std::move(reason),
                who});
 }
 

@@ -231,6 +231,8 @@ class router {
   void record_promotion_end(const policy_state& before);
   void record_states(const std::vector<backend_verdict>& verdicts);
   void record_operator(std::string backend, std::string reason, const std::string& who);
+  void add_operator_event(std::string backend, std::string text, const std::string& who,
+                          std::uint64_t epoch);
   void run_hook(const switch_record& s);
   void start_promotion(const promote_request& request);
   void on_hook_done(const switch_hook_call& call, const command_result& result);

@@ -334,10 +334,7 @@ net::awaitable<bool> session::connect_backend() {
 bool session::is_usable_route(const router::routing_view& view,
                               std::chrono::steady_clock::time_point begin, bool has_failed) {
   if (view.paused && !view.staged) {
-    fail(proto::sqlstate::cannot_connect_now,
-         fmt::format("{}; not resumed within pause_timeout ({}ms)",
-                     view.pause_reason.empty() ? "traffic is paused" : view.pause_reason,
-                     view.cfg->failover.pause_timeout.count()));
+    fail_paused(view);
     return false;
   }
   if (view.active_backend() == nullptr || view.deciding) {
@@ -575,16 +572,11 @@ void session::on_route_changed(const router::routing_view& view) {
     // Logged in (or logging in) ahead of a switchover: fine while the drain still stages
     // this backend for that epoch. Once it does not, the switch will not happen: a login
     // under way goes where the router points (below), a finished one ends.
-    bool is_still_staged = view.staged && view.staged_epoch == epoch_ &&
-                           view.cfg->backends[*view.staged].name == backend_name_;
-    if (is_still_staged) {
+    if (is_staged_in(view)) {
       return;
     }
     if (connected_) {
-      fail(proto::sqlstate::cannot_connect_now,
-           fmt::format("the switch to backend {} this connection waited for did not take "
-                       "place; reconnect",
-                       backend_name_));
+      fail_unswitched();
       terminate_now();
       return;
     }
@@ -658,22 +650,16 @@ net::awaitable<bool> session::pass_gate() {
       ctx_.note_served(epoch_);
       co_return true;
     }
-    bool is_still_staged = view->staged && view->staged_epoch == epoch_ &&
-                           view->cfg->backends[*view->staged].name == backend_name_;
-    if (!is_switched && !is_still_staged) {
-      fail(proto::sqlstate::cannot_connect_now,
-           fmt::format("the switch to backend {} this connection waited for did not take place; "
-                       "reconnect",
-                       backend_name_));
+    // The switch went elsewhere (the epoch moved to another backend, or the drain ended
+    // without it); a refused switch is usually caught by on_route_changed() first.
+    if (!is_switched && !is_staged_in(*view)) {
+      fail_unswitched();
       terminate_now();
       co_return false;
     }
     auto limit = view->cfg->failover.pause_timeout;
     if (std::chrono::steady_clock::now() >= begin + limit) {
-      fail(proto::sqlstate::cannot_connect_now,
-           fmt::format("{}; not resumed within pause_timeout ({}ms)",
-                       view->pause_reason.empty() ? "traffic is paused" : view->pause_reason,
-                       limit.count()));
+      fail_paused(*view);
       terminate_now();
       co_return false;
     }
@@ -681,6 +667,25 @@ net::awaitable<bool> session::pass_gate() {
     co_await (worker_.route_changed().async_wait(as_value) || gate_timer_.async_wait(as_value));
   }
   co_return false;
+}
+
+bool session::is_staged_in(const router::routing_view& view) const {
+  return view.staged && view.staged_epoch == epoch_ &&
+         view.cfg->backends[*view.staged].name == backend_name_;
+}
+
+void session::fail_unswitched() {
+  fail(proto::sqlstate::cannot_connect_now,
+       fmt::format("the switch to backend {} this connection waited for did not take place; "
+                   "reconnect",
+                   backend_name_));
+}
+
+void session::fail_paused(const router::routing_view& view) {
+  fail(proto::sqlstate::cannot_connect_now,
+       fmt::format("{}; not resumed within pause_timeout ({}ms)",
+                   view.pause_reason.empty() ? "traffic is paused" : view.pause_reason,
+                   view.cfg->failover.pause_timeout.count()));
 }
 
 // ---- relay ----

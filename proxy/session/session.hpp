@@ -110,6 +110,12 @@ class session : public std::enable_shared_from_this<session> {
   // message goes to the server. False, with the client's error queued, when it did not
   // come within pause_timeout or the switch went elsewhere.
   net::awaitable<bool> pass_gate();
+  // True while `view` still stages this session's backend for the epoch it logged in under.
+  bool is_staged_in(const router::routing_view& view) const;
+  // The client's error when the switch it was staged for did not happen; when a pause
+  // outlasted pause_timeout.
+  void fail_unswitched();
+  void fail_paused(const router::routing_view& view);
   // False, with the client's error queued, when `view` gives the client nowhere to go.
   bool is_usable_route(const router::routing_view& view,
                        std::chrono::steady_clock::time_point begin, bool has_failed);

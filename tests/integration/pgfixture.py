@@ -8,6 +8,7 @@ id, never by name, and every wait is bounded.
 initdb and postgres refuse to run as root, so when the tests run as root the server runs as
 a dedicated system user, created once, and its folder belongs to that user.
 """
+import collections
 import json
 import os
 import pwd
@@ -440,6 +441,12 @@ LISTENING = re.compile(r"\] listening (?:\S+ )*?proto=tcp (?:\S+ )*?address=(\S+
 ADMIN_LISTENING = re.compile(r"admin_listening address=(\S+):(\d+) token=")
 
 
+# What a refused login said: its SQLSTATE and its message with the detail, as asyncpg reads
+# them from the ErrorResponse (libpq-based drivers drop the SQLSTATE of a failed connection).
+LoginError = collections.namedtuple("LoginError", "sqlstate text")
+LoginError.__str__ = lambda self: "%s %s" % (self.sqlstate, self.text)
+
+
 class Proxy:
     """A pgfailover process. `proxy` and `sections` override the minimal test config:
     passthrough auth, session mode, ports picked by the kernel."""
@@ -589,6 +596,27 @@ class Proxy:
         import psycopg
         return psycopg.connect(self.conninfo(cluster), autocommit=autocommit,
                                connect_timeout=10, **kwargs)
+
+    def login_error(self, password, user=SUPERUSER, timeout=30):
+        """None when a new client logs in through the proxy and runs a query, else the
+        LoginError the proxy (or the backend) answered."""
+        import asyncio
+        import asyncpg
+
+        async def attempt():
+            conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user=user,
+                                         password=password, database="postgres", ssl=False,
+                                         timeout=timeout)
+            try:
+                await conn.fetchval("SELECT 1")
+            finally:
+                await conn.close()
+
+        try:
+            asyncio.run(asyncio.wait_for(attempt(), timeout))
+        except asyncpg.PostgresError as e:
+            return LoginError(e.sqlstate, "%s %s" % (e.args[0] if e.args else "", e.detail or ""))
+        return None
 
     def psql(self, cluster, sql, check=True, timeout=60):
         """Runs sql through the proxy with the psql binary; returns unaligned rows."""

@@ -184,25 +184,8 @@ def hold_session(proxy):
 
 
 def login_error(proxy, timeout=30):
-    """(SQLSTATE, message) of a refused login, or None when the login and a query work.
-    asyncpg keeps the SQLSTATE of a failed connection, which libpq-based drivers drop."""
-    import asyncio
-    import asyncpg
-
-    async def attempt():
-        conn = await asyncpg.connect(host="127.0.0.1", port=proxy.port, user="postgres",
-                                     password=PASSWORD, database="postgres", ssl=False,
-                                     timeout=timeout)
-        try:
-            await conn.fetchval("SELECT 1")
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(attempt())
-    except asyncpg.PostgresError as e:
-        return e.sqlstate, "%s %s" % (e.args[0] if e.args else "", e.detail or "")
-    return None
+    """(SQLSTATE, message) of a refused login, or None when the login and a query work."""
+    return proxy.login_error(PASSWORD, timeout=timeout)
 
 
 def rewrite_config(proxy, text):

@@ -75,36 +75,9 @@ def conninfo(proxy, password, user=SUPERUSER):
             % (proxy.port, user, password))
 
 
-class LoginError:
-    """What a refused login said: SQLSTATE, message and detail, as asyncpg reads them from
-    the ErrorResponse (libpq-based drivers drop the SQLSTATE of a failed connection)."""
-
-    def __init__(self, sqlstate, text):
-        self.sqlstate, self.text = sqlstate, text
-
-    def __str__(self):
-        return "%s %s" % (self.sqlstate, self.text)
-
-
 def connect_error(proxy, password, user=SUPERUSER, timeout=30):
     """None when a new client logs in and runs a query, else its LoginError."""
-    import asyncio
-    import asyncpg
-
-    async def attempt():
-        conn = await asyncpg.connect(host="127.0.0.1", port=proxy.port, user=user,
-                                     password=password, database="postgres", ssl=False,
-                                     timeout=timeout)
-        try:
-            await conn.fetchval("SELECT 1")
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(attempt())
-    except asyncpg.PostgresError as e:
-        return LoginError(e.sqlstate, "%s %s" % (e.args[0] if e.args else "", e.detail or ""))
-    return None
+    return proxy.login_error(password, user, timeout)
 
 
 def switches(proxy):

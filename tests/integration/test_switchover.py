@@ -205,28 +205,6 @@ def psql_through(proxy, cluster, sql, timeout=30):
             time.monotonic() - began)
 
 
-def login_sqlstate(proxy, password, timeout=30):
-    """The SQLSTATE of a refused login, read by asyncpg (libpq drops it); None if the login
-    and a query succeed."""
-    import asyncio
-    import asyncpg
-
-    async def attempt():
-        conn = await asyncpg.connect(host="127.0.0.1", port=proxy.port, user=SUPERUSER,
-                                     password=password, database="postgres", ssl=False,
-                                     timeout=timeout)
-        try:
-            await conn.fetchval("SELECT 1")
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(asyncio.wait_for(attempt(), timeout))
-    except asyncpg.PostgresError as e:
-        return e.sqlstate, str(e)
-    return None
-
-
 # ---- switchover ----
 
 
@@ -507,7 +485,7 @@ def test_pause_holds_new_clients_until_pause_timeout_then_57P03_and_resume_serve
     assert code == 200 and answer["paused"] is True, answer
     assert status(proxy)["paused"] is True
 
-    by_asyncpg = Background(lambda: login_sqlstate(proxy, password))
+    by_asyncpg = Background(lambda: proxy.login_error(password))
     rc, out, err, took = psql_through(proxy, a, "SELECT 1")
     assert rc != 0, out
     assert "paused" in err and "pause_timeout" in err, err
